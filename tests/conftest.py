@@ -1,0 +1,110 @@
+"""Fixtures: a clean environment, a fake org with agents, queues and calls, and ways to run the script."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import transfer_call  # noqa: E402
+from fake_org import FakeOrg, serve  # noqa: E402
+
+SCRIPT = Path(__file__).resolve().parent.parent / "transfer_call.py"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No GENESYS_*/TARGET_* leaks in, HOME and the working folder are empty temp dirs."""
+    for name in list(os.environ):
+        if name.startswith(("GENESYS_", "TARGET_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+
+@dataclasses.dataclass
+class Scenario:
+    """A fake org with two queues, an agent on a call from Support, and a call waiting in Support."""
+
+    org: FakeOrg
+    support: str
+    billing: str
+    agent: str
+    agent_call: str
+    waiting_call: str
+
+
+@pytest.fixture
+def scenario() -> Scenario:
+    org = FakeOrg()
+    support, billing = org.add_queue("Support"), org.add_queue("Billing Overflow")
+    agent = org.add_user("Ada Agent", "ada@example.com")
+    return Scenario(org, support, billing, agent, org.add_agent_call(agent, support), org.add_waiting_call(support))
+
+
+@dataclasses.dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run_inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run main(argv) against an org through httpx.MockTransport, with retry sleeps recorded, not slept."""
+    monkeypatch.setattr(transfer_call, "POLL_INTERVAL", 0.01)
+    monkeypatch.setattr(transfer_call, "ANALYTICS_RETRY_DELAY", 0.01)
+    monkeypatch.setattr(transfer_call, "SETTLE_TIME", 0.05)
+    sleeps: list[float] = []
+
+    def run(org: FakeOrg, *argv: str, env: dict[str, str] | None = None) -> Run:
+        settings_env = {"GENESYS_CLIENT_ID": org.client_id, "GENESYS_CLIENT_SECRET": org.client_secret,
+                        "GENESYS_API_HOST": "https://api.fake.test", **(env or {})}
+        for name, value in settings_env.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(transfer_call, "make_api_client", functools.partial(
+            ORIGINAL_MAKE_API_CLIENT, transport=httpx.MockTransport(org.handle), sleep=sleeps.append))
+        code = transfer_call.main(list(argv))
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    run.sleeps = sleeps
+    return run
+
+
+ORIGINAL_MAKE_API_CLIENT = transfer_call.make_api_client
+
+
+@pytest.fixture
+def served():
+    """Serve an org on 127.0.0.1 for subprocess runs; yields a function org -> base URL."""
+    stack = []
+
+    def start(org: FakeOrg) -> str:
+        context = serve(org)
+        stack.append(context)
+        return context.__enter__()
+
+    yield start
+    for context in stack:
+        context.__exit__(None, None, None)
+
+
+def run_script(base_url: str, org: FakeOrg, *argv: str, env: dict[str, str] | None = None,
+               timeout: float = 60) -> Run:
+    """Run `python transfer_call.py ...` as a user would, against the org served at base_url."""
+    full_env = {key: value for key, value in os.environ.items() if not key.startswith(("GENESYS_", "TARGET_"))}
+    full_env.update({"GENESYS_CLIENT_ID": org.client_id, "GENESYS_CLIENT_SECRET": org.client_secret,
+                     "GENESYS_API_HOST": base_url, **(env or {})})
+    done = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+    return Run(done.returncode, done.stdout, done.stderr)

@@ -1,0 +1,565 @@
+"""A fake Genesys Cloud org that answers the real paths with the real JSON shapes.
+
+Shapes follow the SDK's models (Conversation, Participant, Call, AnalyticsConversationQueryResponse,
+QueueEntityListing, UsersSearchResponse, ErrorBody); semantics follow ../shared/genesys-api.md:
+client-credentials tokens with an expiry, per-client permissions (403 missing.any.permissions),
+a rolling rate limit per token with inin-ratelimit-* headers and 429 + Retry-After, the
+transfer answered 202 and applied asynchronously, analytics as a lagging candidate list, and
+the user-context endpoints refusing client-credentials tokens.
+
+Use it in-process with `httpx.MockTransport(org.handle)`, or over HTTP with `serve(org)`.
+Faults (`org.inject`) and scripted events (`org.when`) are matched before a request is handled.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import copy
+import dataclasses
+import datetime as dt
+import http.server
+import json
+import math
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+ALL_PERMISSIONS = frozenset({
+    "conversation:communication:view",
+    "conversation:communication:blindTransferQueue",
+    "analytics:conversationDetail:view",
+    "analytics:queueObservation:view",
+    "routing:queue:view",
+    "directory:user:view",
+})
+TRANSFER_PERMISSIONS = ("conversation:communication:blindTransfer", "conversation:communication:blindTransferQueue")
+TRANSFER_BODY_KEYS = {"transferType", "keepInternalMessageAlive", "queueId", "queueName"}
+ID = r"([^/]+)"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclasses.dataclass
+class Reply:
+    """What the org answers: a response, or a fault the transport must act out (drop, hang)."""
+
+    status: int
+    body: Any = None                      # dict/list → JSON; str → sent as is; None → empty
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    action: str | None = None             # None | "drop" (close the connection) | "timeout"
+    delay: float = 0.0
+
+    def encoded(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, str):
+            return self.body.encode()
+        return json.dumps(self.body).encode()
+
+
+@dataclasses.dataclass
+class Rule:
+    """A fault or scripted event for requests whose method and path match, `times` times (None = always)."""
+
+    method: str
+    pattern: re.Pattern[str]
+    times: int | None
+    reply: Reply | None = None
+    process: bool = False                 # handle the request for real first, then answer with the fault
+    action: Callable[[FakeOrg], None] | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.times is None or self.times > 0) and self.method == method and bool(self.pattern.search(path))
+
+
+class FakeOrg:
+    """A small stateful Genesys Cloud org: queues, users, conversations, tokens, limits and faults."""
+
+    def __init__(self, *, client_id: str = "3c9a1ee0-1b7e-4c1f-9a55-0d6f3f1b2a10",
+                 client_secret: str = "fake-secret-DO-NOT-LEAK-7f3a9c",
+                 permissions: frozenset[str] = ALL_PERMISSIONS, token_ttl: float = 86400,
+                 rate_limit: int = 300, rate_window: float = 60.0, transfer_delay: float = 0.0,
+                 latency: float = 0.0) -> None:
+        self.client_id, self.client_secret = client_id, client_secret
+        self.permissions = set(permissions)
+        self.token_ttl = token_ttl
+        self.rate_limit, self.rate_window = rate_limit, rate_window
+        self.transfer_delay = transfer_delay
+        self.latency = latency
+        self.lock = threading.RLock()
+        self.queues: dict[str, dict[str, Any]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.conversations: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[str, float] = {}            # token → expiry (monotonic)
+        self.issued_tokens: list[str] = []
+        self.requests: list[dict[str, Any]] = []      # method, path, query, body of every request
+        self.transfers: list[dict[str, Any]] = []     # every transfer the org accepted
+        self.rate_limited = 0                         # 429s answered
+        self.hidden_from_analytics: set[str] = set()  # analytics has not seen these yet
+        self.stale_in_analytics: set[str] = set()     # analytics still shows these as open
+        self._pending: list[tuple[float, dict[str, Any]]] = []
+        self._rules: list[Rule] = []
+        self._calls_by_token: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    # --- building the org --------------------------------------------------------------
+
+    def add_queue(self, name: str, queue_id: str | None = None) -> str:
+        queue_id = queue_id or new_id()
+        self.queues[queue_id] = {"id": queue_id, "name": name, "memberCount": 3,
+                                 "division": {"id": new_id(), "name": "Home"},
+                                 "selfUri": f"/api/v2/routing/queues/{queue_id}"}
+        return queue_id
+
+    def add_user(self, name: str, email: str) -> str:
+        user_id = new_id()
+        self.users[user_id] = {"id": user_id, "name": name, "email": email, "state": "active",
+                               "username": email, "selfUri": f"/api/v2/users/{user_id}"}
+        return user_id
+
+    def add_waiting_call(self, queue_id: str) -> str:
+        """A voice call from a customer, waiting in queue_id."""
+        conversation_id = new_id()
+        self.conversations[conversation_id] = {
+            "id": conversation_id, "startTime": now_iso(), "participants": [
+                self._participant("customer", name="Caller", address="tel:+15550100"),
+                self._participant("acd", queue_id=queue_id)],
+            "recordingState": "none", "selfUri": f"/api/v2/conversations/{conversation_id}"}
+        return conversation_id
+
+    def add_agent_call(self, user_id: str, queue_id: str) -> str:
+        """A voice call that came through queue_id and is now connected to the agent user_id."""
+        conversation_id = self.add_waiting_call(queue_id)
+        self.answer(conversation_id, user_id)
+        return conversation_id
+
+    def answer(self, conversation_id: str, user_id: str) -> None:
+        """The call waiting in a queue is answered by an agent: the acd leg ends, an agent leg starts."""
+        with self.lock:
+            conversation = self.conversations[conversation_id]
+            acd = next(p for p in conversation["participants"] if p["purpose"] == "acd" and "endTime" not in p)
+            self._end(acd)
+            conversation["participants"].append(self._participant("agent", queue_id=acd["queueId"], user_id=user_id))
+
+    def hold(self, conversation_id: str) -> None:
+        for participant in self.conversations[conversation_id]["participants"]:
+            if participant["purpose"] == "agent" and "endTime" not in participant:
+                participant["calls"][0]["held"] = True
+
+    def end_call(self, conversation_id: str) -> None:
+        """The customer hangs up: every leg disconnects and the conversation ends."""
+        with self.lock:
+            conversation = self.conversations[conversation_id]
+            for participant in conversation["participants"]:
+                if "endTime" not in participant:
+                    self._end(participant)
+            conversation["endTime"] = now_iso()
+
+    def expire_tokens(self) -> None:
+        with self.lock:
+            self.tokens = {token: 0.0 for token in self.tokens}
+
+    def _participant(self, purpose: str, *, queue_id: str | None = None, user_id: str | None = None,
+                     name: str | None = None, address: str | None = None) -> dict[str, Any]:
+        started = now_iso()
+        participant: dict[str, Any] = {
+            "id": new_id(), "startTime": started, "connectedTime": started, "purpose": purpose,
+            "name": name or (self.queues[queue_id]["name"] if queue_id and purpose == "acd" else purpose),
+            "wrapupRequired": purpose == "agent", "attributes": {},
+            "calls": [{"id": new_id(), "state": "connected", "initialState": "offering", "held": False,
+                       "muted": False, "confined": False, "recording": False, "direction": "inbound",
+                       "connectedTime": started, "self": {"addressNormalized": address or ""}}],
+        }
+        if address:
+            participant["address"] = address
+        if queue_id:
+            participant["queueId"] = queue_id
+            participant["queueName"] = self.queues[queue_id]["name"]
+        if user_id:
+            participant["userId"] = user_id
+            participant["userUri"] = f"/api/v2/users/{user_id}"
+        return participant
+
+    @staticmethod
+    def _end(participant: dict[str, Any]) -> None:
+        ended = now_iso()
+        participant["endTime"] = ended
+        for call in participant["calls"]:
+            call.update(state="disconnected", disconnectedTime=ended, disconnectType="transfer")
+
+    # --- faults and scripted events ----------------------------------------------------
+
+    def inject(self, method: str, path: str, status: int = 503, *, times: int | None = 1,
+               retry_after: float | None = None, process: bool = False, action: str | None = None,
+               delay: float = 0.0, body: Any = "default", headers: dict[str, str] | None = None) -> None:
+        """Answer matching requests with a fault: a status, a dropped connection or a hang."""
+        if body == "default":
+            body = self._error_body(status, "service.unavailable" if status >= 500 else "bad.request",
+                                    "The service is currently unavailable")[0]
+        reply = Reply(status, body, dict(headers or {}), action, delay)
+        if retry_after is not None:
+            reply.headers["Retry-After"] = f"{retry_after:g}"
+        self._rules.append(Rule(method, re.compile(path), times, reply=reply, process=process))
+
+    def when(self, method: str, path: str, action: Callable[[FakeOrg], None], *, times: int | None = 1) -> None:
+        """Run action(org) just before matching requests are handled (a call ends, an agent answers)."""
+        self._rules.append(Rule(method, re.compile(path), times, action=action))
+
+    # --- what tests look at ------------------------------------------------------------
+
+    def sent(self, method: str, path_part: str = "") -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["method"] == method and path_part in r["path"]]
+
+    def live_participants(self, conversation_id: str, purpose: str) -> list[dict[str, Any]]:
+        self._apply_due_transfers()
+        return [p for p in self.conversations[conversation_id]["participants"]
+                if p["purpose"] == purpose and "endTime" not in p]
+
+    def queue_of(self, conversation_id: str) -> str | None:
+        """The queue a call is waiting in now, or None."""
+        waiting = self.live_participants(conversation_id, "acd")
+        return waiting[0]["queueId"] if len(waiting) == 1 else None
+
+    # --- answering requests ------------------------------------------------------------
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """The httpx.MockTransport entry point."""
+        reply = self.respond(request.method, request.url.raw_path.decode(), dict(request.headers), request.content)
+        if reply.action == "drop":
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        if reply.action == "timeout":
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(reply.status, headers=reply.headers, content=reply.encoded(), request=request)
+
+    def respond(self, method: str, raw_path: str, headers: dict[str, str], content: bytes) -> Reply:
+        parts = urllib.parse.urlsplit(raw_path)
+        path, query = parts.path, dict(urllib.parse.parse_qsl(parts.query))
+        with self.lock:
+            body = self._parse_body(headers, content)
+            self.requests.append({"method": method, "path": path, "query": query, "body": body,
+                                  "authorization": headers.get("authorization", "")})
+            self._apply_due_transfers()
+            fault = None
+            for rule in self._rules:
+                if rule.matches(method, path):
+                    if rule.times is not None:
+                        rule.times -= 1
+                    if rule.action:
+                        rule.action(self)
+                    elif fault is None:
+                        fault = rule
+            if fault is not None and not fault.process:
+                return fault.reply
+            reply = self._route(method, path, query, headers, body)
+            return fault.reply if fault is not None else reply
+
+    @staticmethod
+    def _parse_body(headers: dict[str, str], content: bytes) -> Any:
+        if not content:
+            return None
+        text = content.decode()
+        if "x-www-form-urlencoded" in headers.get("content-type", ""):
+            return dict(urllib.parse.parse_qsl(text))
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def _route(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: Any) -> Reply:
+        if method == "POST" and path == "/oauth/token":
+            return self._token(headers, body)
+        if path in ("/api/v2/conversations", "/api/v2/conversations/calls", "/api/v2/users/me"):
+            denied = self._authorize(headers, None)
+            return denied or self._error(400, "bad.request", "This request requires a user context. "
+                                         "Client credentials cannot be used for requests to this resource.")
+        for route_method, pattern, permission, handler in self._routes():
+            match = re.fullmatch(pattern, path)
+            if match and route_method == method:
+                denied = self._authorize(headers, permission)
+                if denied:
+                    return denied
+                token = headers["authorization"].split()[1]
+                limited = self._rate_limit(token)
+                reply = limited or handler(*match.groups(), query=query, body=body)
+                reply.headers.update(self._rate_headers(token))
+                return reply
+        return self._error(404, "not.found", f"Unknown resource {method} {path}")
+
+    def _routes(self) -> list[tuple[str, str, Any, Callable[..., Reply]]]:
+        return [
+            ("GET", rf"/api/v2/conversations/{ID}", "conversation:communication:view", self._get_conversation),
+            ("POST", rf"/api/v2/conversations/{ID}/participants/{ID}/replace/queue", TRANSFER_PERMISSIONS,
+             self._transfer),
+            ("POST", r"/api/v2/analytics/conversations/details/query", "analytics:conversationDetail:view",
+             self._details_query),
+            ("GET", rf"/api/v2/routing/queues/{ID}", "routing:queue:view", self._get_queue),
+            ("GET", r"/api/v2/routing/queues", "routing:queue:view", self._list_queues),
+            ("POST", r"/api/v2/users/search", "directory:user:view", self._search_users),
+        ]
+
+    # --- auth and limits -----------------------------------------------------------------
+
+    def _token(self, headers: dict[str, str], body: Any) -> Reply:
+        try:
+            scheme, encoded = headers.get("authorization", "").split()
+            client_id, secret = base64.b64decode(encoded).decode().split(":", 1)
+        except ValueError:
+            return Reply(400, {"error": "invalid_request", "description": "missing client credentials"})
+        if not isinstance(body, dict) or body.get("grant_type") != "client_credentials" or scheme != "Basic":
+            return Reply(400, {"error": "unsupported_grant_type", "description": "grant type not supported"})
+        if client_id != self.client_id:
+            return Reply(400, {"error": "invalid_client", "description": "client not found",
+                               "error_description": "client not found"})
+        if secret != self.client_secret:
+            return Reply(401, {"error": "invalid_client", "description": "authentication failed",
+                               "error_description": "authentication failed"})
+        token = secrets.token_urlsafe(32)
+        self.tokens[token] = time.monotonic() + self.token_ttl
+        self.issued_tokens.append(token)
+        return Reply(200, {"access_token": token, "token_type": "bearer", "expires_in": int(self.token_ttl)},
+                     {"Content-Type": "application/json"})
+
+    def _authorize(self, headers: dict[str, str], permission: str | tuple[str, ...] | None) -> Reply | None:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme != "Bearer" or token not in self.tokens:
+            return self._error(401, "authentication.required", "No authentication bearer token specified "
+                               "in authorization header." if not token else "Invalid login credentials.")
+        if self.tokens[token] <= time.monotonic():
+            return self._error(401, "bad.credentials", "Invalid login credentials.")
+        needed = (permission,) if isinstance(permission, str) else permission or ()
+        if needed and not self.permissions.intersection(needed):
+            listed = ", ".join(needed)
+            return self._error(403, "missing.any.permissions",
+                               f"Unable to perform the requested action. You are missing the following "
+                               f"permission(s): [{listed}]", {"permissions": listed})
+        return None
+
+    def _rate_limit(self, token: str) -> Reply | None:
+        calls = self._calls_by_token[token]
+        moment = time.monotonic()
+        while calls and calls[0] <= moment - self.rate_window:
+            calls.popleft()
+        if len(calls) >= self.rate_limit:
+            self.rate_limited += 1
+            wait = max(1, math.ceil(calls[0] + self.rate_window - moment))
+            reply = self._error(429, "too.many.requests.retry.after",
+                                f"Rate limit exceeded the maximum. Retry the request in [{wait}] seconds",
+                                {"retryAfter": str(wait)})
+            reply.headers["Retry-After"] = str(wait)
+            return reply
+        calls.append(moment)
+        return None
+
+    def _rate_headers(self, token: str) -> dict[str, str]:
+        calls = self._calls_by_token[token]
+        reset = math.ceil(calls[0] + self.rate_window - time.monotonic()) if calls else math.ceil(self.rate_window)
+        return {"inin-ratelimit-count": str(len(calls)), "inin-ratelimit-allowed": str(self.rate_limit),
+                "inin-ratelimit-reset": str(max(0, reset))}
+
+    def _error_body(self, status: int, code: str, message: str,
+                    params: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:
+        correlation = new_id()
+        return ({"status": status, "code": code, "message": message, "messageWithParams": message,
+                 "messageParams": params or {}, "contextId": correlation, "details": [], "errors": []},
+                correlation)
+
+    def _error(self, status: int, code: str, message: str, params: dict[str, str] | None = None) -> Reply:
+        body, correlation = self._error_body(status, code, message, params)
+        return Reply(status, body, {"Content-Type": "application/json", "ININ-Correlation-Id": correlation})
+
+    @staticmethod
+    def _json(body: Any, status: int = 200) -> Reply:
+        return Reply(status, body, {"Content-Type": "application/json"})
+
+    # --- the API ---------------------------------------------------------------------------
+
+    def _get_conversation(self, conversation_id: str, **_: Any) -> Reply:
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None:
+            return self._error(404, "not.found", f"Conversation {conversation_id} not found")
+        return self._json(conversation)
+
+    def _transfer(self, conversation_id: str, participant_id: str, *, body: Any, **_: Any) -> Reply:
+        if not isinstance(body, dict) or set(body) - TRANSFER_BODY_KEYS or not (body.get("queueId") or body.get("queueName")):
+            return self._error(400, "bad.request", f"Invalid TransferToQueueRequest: {body!r}")
+        conversation = self.conversations.get(conversation_id)
+        participant = next((p for p in (conversation or {}).get("participants", []) if p["id"] == participant_id), None)
+        if conversation is None or participant is None:
+            return self._error(404, "not.found", "The conversation or participant was not found")
+        if participant["purpose"] in ("customer", "external"):
+            return self._error(400, "bad.request", "The customer participant cannot be replaced")
+        if "endTime" in participant or participant["calls"][0]["state"] != "connected":
+            return self._error(400, "conversations.error.transfer.not.connected",
+                               "The participant is not connected and cannot be transferred")
+        queue_id = body.get("queueId") or next(
+            (q["id"] for q in self.queues.values() if q["name"] == body.get("queueName")), None)
+        if queue_id not in self.queues:
+            return self._error(400, "conversations.error.queue.not.found", f"Queue {queue_id} was not found")
+        if participant["purpose"] == "acd" and participant.get("queueId") == queue_id:
+            return self._error(400, "conversations.error.transfer.same.party",
+                               "The participant is already in the target queue")
+        transfer = {"conversationId": conversation_id, "participantId": participant_id, "queueId": queue_id}
+        self.transfers.append(transfer)
+        self._pending.append((time.monotonic() + self.transfer_delay, transfer))
+        self._apply_due_transfers()
+        return Reply(202)
+
+    def _apply_due_transfers(self) -> None:
+        """The asynchronous half of a transfer: the old leg disconnects, an acd leg waits in the new queue."""
+        moment = time.monotonic()
+        due = [t for when, t in self._pending if when <= moment]
+        self._pending = [(when, t) for when, t in self._pending if when > moment]
+        for transfer in due:
+            conversation = self.conversations[transfer["conversationId"]]
+            old = next(p for p in conversation["participants"] if p["id"] == transfer["participantId"])
+            if "endTime" in conversation or "endTime" in old:
+                continue  # the call ended (or was answered) before the transfer took effect
+            self._end(old)
+            conversation["participants"].append(self._participant("acd", queue_id=transfer["queueId"]))
+
+    def _details_query(self, *, body: Any, **_: Any) -> Reply:
+        if not isinstance(body, dict) or "interval" not in body:
+            return self._error(400, "bad.request", "interval is required")
+        try:
+            matches = [view for view in map(self._analytics_view, self.conversations.values())
+                       if view and self._matches_query(view, body)]
+        except KeyError as exc:
+            return self._error(400, "invalid.value", f"Unsupported dimension {exc}")
+        matches.sort(key=lambda view: view["conversationStart"], reverse=body.get("order", "asc") == "desc")
+        paging = body.get("paging") or {}
+        size, number = min(int(paging.get("pageSize", 25)), 100), int(paging.get("pageNumber", 1))
+        page = matches[(number - 1) * size: number * size]
+        return self._json({"conversations": page, "totalHits": len(matches)} if page else {"totalHits": len(matches)})
+
+    def _analytics_view(self, conversation: dict[str, Any]) -> dict[str, Any] | None:
+        """The conversation as the details query shows it: participants → sessions → segments."""
+        if conversation["id"] in self.hidden_from_analytics:
+            return None
+        stale = conversation["id"] in self.stale_in_analytics
+        view: dict[str, Any] = {"conversationId": conversation["id"], "conversationStart": conversation["startTime"],
+                                "originatingDirection": "inbound", "participants": []}
+        if "endTime" in conversation and not stale:
+            view["conversationEnd"] = conversation["endTime"]
+        for participant in conversation["participants"]:
+            segment = {"segmentType": "interact", "segmentStart": participant["startTime"]}
+            if "queueId" in participant:
+                segment["queueId"] = participant["queueId"]
+            if "endTime" in participant and not stale:
+                segment["segmentEnd"] = participant["endTime"]
+            entry = {"participantId": participant["id"], "purpose": participant["purpose"],
+                     "participantName": participant.get("name"),
+                     "sessions": [{"mediaType": "voice", "sessionId": participant["calls"][0]["id"],
+                                   "direction": "inbound", "segments": [segment]}]}
+            if "userId" in participant:
+                entry["userId"] = participant["userId"]
+            view["participants"].append(entry)
+        return view
+
+    @staticmethod
+    def _matches_query(view: dict[str, Any], query: dict[str, Any]) -> bool:
+        def holds(predicate: dict[str, Any], values: dict[str, Any]) -> bool:
+            value = values[predicate["dimension"]]
+            operator = predicate.get("operator", "matches")
+            if operator == "notExists":
+                return value is None
+            if operator == "exists":
+                return value is not None
+            return value == predicate["value"]
+
+        conversation_values = {"conversationEnd": view.get("conversationEnd"), "conversationId": view["conversationId"]}
+        for group in query.get("conversationFilters", []):
+            if not all(holds(p, conversation_values) for p in group["predicates"]):
+                return False
+        segment_groups = query.get("segmentFilters", [])
+        for participant in view["participants"]:
+            for session in participant["sessions"]:
+                for segment in session["segments"]:
+                    values = {"userId": participant.get("userId"), "purpose": participant["purpose"],
+                              "mediaType": session["mediaType"], "queueId": segment.get("queueId"),
+                              "segmentEnd": segment.get("segmentEnd"), "segmentType": segment["segmentType"]}
+                    if all(all(holds(p, values) for p in group["predicates"]) for group in segment_groups):
+                        return True
+        return not segment_groups
+
+    def _get_queue(self, queue_id: str, **_: Any) -> Reply:
+        queue = self.queues.get(queue_id)
+        return self._json(queue) if queue else self._error(404, "not.found", f"Queue {queue_id} not found")
+
+    def _list_queues(self, *, query: dict[str, str], **_: Any) -> Reply:
+        wanted = query.get("name")
+        pattern = re.compile("^" + re.escape(wanted or "*").replace(r"\*", ".*") + "$", re.IGNORECASE)
+        found = [q for q in self.queues.values() if pattern.match(q["name"])]
+        size = int(query.get("pageSize", 25))
+        return self._json({"entities": found[:size], "pageSize": size, "pageNumber": 1, "total": len(found),
+                           "pageCount": max(1, math.ceil(len(found) / size))})
+
+    def _search_users(self, *, body: Any, **_: Any) -> Reply:
+        try:
+            criteria = body["query"][0]
+            assert criteria["type"] == "EXACT" and criteria["fields"] == ["email"]
+        except (KeyError, IndexError, TypeError, AssertionError):
+            return self._error(400, "invalid.value", "Unsupported user search")
+        found = [copy.deepcopy(u) for u in self.users.values() if u["email"].lower() == criteria["value"].lower()]
+        result: dict[str, Any] = {"total": len(found), "pageCount": 1, "pageSize": 25, "pageNumber": 1,
+                                  "types": ["users"]}
+        if found:
+            result["results"] = found
+        return self._json(result)
+
+
+@contextlib.contextmanager
+def serve(org: FakeOrg) -> Iterator[str]:
+    """Serve the org over HTTP on 127.0.0.1 (a free port); yields the base URL."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            content = self.rfile.read(length) if length else b""
+            if org.latency:
+                time.sleep(org.latency)
+            reply = org.respond(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, content)
+            if reply.delay or reply.action == "timeout":
+                time.sleep(reply.delay or 30)
+            if reply.action in ("drop", "timeout"):
+                self.close_connection = True
+                return
+            data = reply.encoded()
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            if data and "Content-Type" not in reply.headers:
+                self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
