@@ -522,8 +522,8 @@ class FakeOrg:
 
 
 @contextlib.contextmanager
-def serve(org: FakeOrg) -> Iterator[str]:
-    """Serve the org over HTTP on 127.0.0.1 (a free port); yields the base URL."""
+def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
+    """Serve the org over HTTP on 127.0.0.1 (port 0: a free one); yields the base URL."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -554,7 +554,7 @@ def serve(org: FakeOrg) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -563,3 +563,32 @@ def serve(org: FakeOrg) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+
+def demo(port: int) -> None:
+    """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with."""
+    org = FakeOrg(transfer_delay=0.3)
+    support, billing = org.add_queue("Support"), org.add_queue("Billing Overflow")
+    agent = org.add_user("Ada Agent", "ada@example.com")
+    agent_call = org.add_agent_call(agent, support)
+    waiting = [org.add_waiting_call(support) for _ in range(3)]
+    with serve(org, port) as base_url:
+        print(f"fake Genesys Cloud org on {base_url} (Ctrl-C to stop)\n"
+              f"export GENESYS_API_HOST={base_url}\n"
+              f"export GENESYS_CLIENT_ID={org.client_id}\n"
+              f"export GENESYS_CLIENT_SECRET={org.client_secret}\n"
+              f"# agent Ada Agent (ada@example.com) {agent} is on call {agent_call} from Support\n"
+              f"# queues: Support {support}, Billing Overflow {billing}\n"
+              f"# calls waiting in Support: {' '.join(waiting)}", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    import sys
+
+    demo(int(sys.argv[1]) if len(sys.argv) > 1 else 8089)

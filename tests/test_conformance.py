@@ -1,0 +1,148 @@
+"""Every request the script sends, and every answer of the fake org, fits the SDK's models.
+
+The SDK's models are generated from Genesys Cloud's own API definition, so a body with a key the
+model lacks, or a value its enums refuse, is a body the real API would not accept (or a fake that
+lies about the real API).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+import transfer_call
+from conftest import Scenario
+
+sdk = transfer_call.load_sdk()
+PRIMITIVES = {"str", "int", "float", "bool", "datetime", "date", "object", "LocalDateTime"}
+
+REQUEST_MODELS = [  # (method, path pattern, SDK model of the body), as in the SDK's API modules
+    ("POST", r"/api/v2/conversations/[^/]+/participants/[^/]+/replace/queue", "TransferToQueueRequest"),
+    ("POST", r"/api/v2/analytics/conversations/details/query", "ConversationQuery"),
+    ("POST", r"/api/v2/users/search", "UserSearchRequest"),
+]
+RESPONSE_MODELS = [
+    ("GET", r"/api/v2/conversations/[^/]+", "Conversation"),
+    ("POST", r"/api/v2/analytics/conversations/details/query", "AnalyticsConversationQueryResponse"),
+    ("GET", r"/api/v2/routing/queues/[^/]+", "Queue"),
+    ("GET", r"/api/v2/routing/queues", "QueueEntityListing"),
+    ("POST", r"/api/v2/users/search", "UsersSearchResponse"),
+]
+
+
+def unknown_keys(data: Any, klass: str, where: str = "$") -> list[str]:
+    """JSON keys (recursively) that the SDK model does not define."""
+    if data is None or klass in PRIMITIVES:
+        return []
+    if klass.startswith("list["):
+        return [k for i, item in enumerate(data) for k in unknown_keys(item, klass[5:-1], f"{where}[{i}]")]
+    if klass.startswith("dict("):
+        inner = re.match(r"dict\(([^,]*), (.*)\)", klass).group(2)
+        return [k for key, item in data.items() for k in unknown_keys(item, inner, f"{where}.{key}")]
+    model = getattr(sdk.models, klass)()
+    by_json = {json_name: attr for attr, json_name in model.attribute_map.items()}
+    problems = []
+    for key, value in data.items():
+        if key not in by_json:
+            problems.append(f"{where}.{key} (not in {klass})")
+        else:
+            problems += unknown_keys(value, model.swagger_types[by_json[key]], f"{where}.{key}")
+    return problems
+
+
+def deserialize(data: Any, klass: str) -> Any:
+    """The SDK's own deserializer, which also enforces the models' allowed enum values."""
+    return sdk.ApiClient(host="http://127.0.0.1")._ApiClient__deserialize(data, klass)
+
+
+def model_for(table: list[tuple[str, str, str]], method: str, path: str) -> str | None:
+    return next((klass for m, pattern, klass in table if m == method and re.fullmatch(pattern, path)), None)
+
+
+@pytest.fixture
+def traffic(scenario: Scenario, run_inprocess) -> Scenario:
+    """Run every kind of request once: by user id, by email, by conversation, by queue name, a dry run."""
+    org = scenario.org
+    assert run_inprocess(org, "--user-email", "ada@example.com", "--queue-id", scenario.billing).code == 0
+    assert run_inprocess(org, "--conversation-id", scenario.waiting_call, "--queue-name", "Billing Overflow").code == 0
+    org.add_agent_call(scenario.agent, scenario.support)
+    assert run_inprocess(org, "--user-id", scenario.agent, "--queue-id", scenario.billing, "--dry-run").code == 0
+    return scenario
+
+
+def test_every_request_body_fits_its_sdk_model(traffic: Scenario) -> None:
+    checked = set()
+    for request in traffic.org.requests:
+        if request["path"] == "/oauth/token":
+            assert request["body"] == {"grant_type": "client_credentials"}
+            assert request["authorization"].startswith("Basic ")
+            continue
+        assert request["authorization"].startswith("Bearer ")
+        klass = model_for(REQUEST_MODELS, request["method"], request["path"])
+        if request["method"] == "GET":
+            assert request["body"] is None
+            continue
+        assert klass, f"no SDK model known for {request['method']} {request['path']}"
+        assert unknown_keys(request["body"], klass) == []
+        deserialize(request["body"], klass)  # raises on values outside the model's enums
+        checked.add(klass)
+    assert checked == {"TransferToQueueRequest", "ConversationQuery", "UserSearchRequest"}
+
+
+def test_the_transfer_body_reads_back_as_a_blind_transfer_to_the_queue(traffic: Scenario) -> None:
+    [first, *_] = traffic.org.sent("POST", "/replace/queue")
+    model = deserialize(first["body"], "TransferToQueueRequest")
+    assert model.queue_id == traffic.billing and model.transfer_type in (None, "Unattended")
+
+
+def test_every_fake_answer_fits_its_sdk_model_with_the_fields_the_script_reads(traffic: Scenario) -> None:
+    org = traffic.org
+    token = org.issued_tokens[-1]
+    replayed = set()
+    for request in list(org.requests):
+        klass = model_for(RESPONSE_MODELS, request["method"], request["path"])
+        if klass is None:
+            continue
+        reply = org.respond(request["method"], request["path"] + (
+            "?" + "&".join(f"{k}={v}" for k, v in request["query"].items()) if request["query"] else ""),
+            {"authorization": f"Bearer {token}", "content-type": "application/json"},
+            json.dumps(request["body"]).encode() if request["body"] else b"")
+        assert reply.status == 200, reply.body
+        assert unknown_keys(reply.body, klass) == []
+        model = deserialize(reply.body, klass)
+        replayed.add(klass)
+        if klass == "Conversation":
+            assert model.id and model.participants
+            for participant in model.participants:
+                assert participant.id and participant.purpose and participant.start_time
+                assert all(call.state for call in participant.calls)
+        elif klass == "AnalyticsConversationQueryResponse":
+            assert all(c.conversation_id and c.conversation_start for c in model.conversations or [])
+        elif klass == "QueueEntityListing":
+            assert all(q.id and q.name for q in model.entities)
+        elif klass == "UsersSearchResponse":
+            assert all(u.id and u.email for u in model.results)
+        elif klass == "Queue":
+            assert model.id and model.name
+    assert replayed == {klass for _, _, klass in RESPONSE_MODELS}
+
+
+def test_error_answers_are_error_bodies(scenario: Scenario) -> None:
+    reply = scenario.org.respond("GET", "/api/v2/conversations/x", {}, b"")
+    assert reply.status == 401 and unknown_keys(reply.body, "ErrorBody") == []
+    assert reply.headers["ININ-Correlation-Id"] == reply.body["contextId"]
+
+
+def test_user_context_endpoints_refuse_client_credentials_and_the_script_never_calls_them(
+        scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    user_context = ("/api/v2/conversations", "/api/v2/conversations/calls", "/api/v2/users/me")
+    assert run_inprocess(org, "--user-id", scenario.agent, "--queue-id", scenario.billing).code == 0
+    assert [r for r in org.requests if r["path"] in user_context] == []
+    token = org.issued_tokens[-1]
+    for path in user_context:
+        reply = org.respond("GET", path, {"authorization": f"Bearer {token}"}, b"")
+        assert reply.status == 400 and "requires a user context" in reply.body["message"]

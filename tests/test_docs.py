@@ -1,0 +1,43 @@
+"""The README and .env.example stay true to the code: variables, exit codes, --help, the test command."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import transfer_call
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+ENV_EXAMPLE = (ROOT / ".env.example").read_text()
+
+
+def test_every_variable_is_documented_in_the_readme_and_env_example() -> None:
+    for name in transfer_call.ENV_VARS:
+        assert f"`{name}`" in README, name
+        assert re.search(rf"^#? ?{name}=", ENV_EXAMPLE, re.MULTILINE), name
+
+
+def test_every_exit_code_is_in_the_readme_table_and_in_help() -> None:
+    for code in transfer_call.ExitCode:
+        assert re.search(rf"^\| {int(code)} \| .+ \| .+ \|$", README, re.MULTILINE), code
+        assert re.search(rf"^  {int(code)} +\S", transfer_call.EXIT_CODE_HELP, re.MULTILINE), code
+
+
+def test_the_readme_help_block_is_the_real_help() -> None:
+    block = README.split("$ python transfer_call.py --help\n", 1)[1].split("\n```", 1)[0]
+    done = subprocess.run([sys.executable, str(ROOT / "transfer_call.py"), "--help"], capture_output=True,
+                          text=True, env={**os.environ, "COLUMNS": "100"}, timeout=30)
+    assert done.stdout.rstrip() == block.rstrip()
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    section = README.split("## Running the tests", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    test_command = section.strip().splitlines()[-1]
+    ci_lines = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+    assert ci_lines[-1] == test_command
+    install = section.strip().splitlines()[0]
+    assert "requirements.txt" in install and "requirements-dev.txt" in install

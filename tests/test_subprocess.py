@@ -1,0 +1,88 @@
+"""`python transfer_call.py` as a user runs it, against the fake org served on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import SCRIPT, Scenario, run_script
+
+
+def test_user_id_transfers_the_agents_call_over_http(scenario: Scenario, served) -> None:
+    org = scenario.org
+    agent_leg = org.live_participants(scenario.agent_call, "agent")[0]
+
+    result = run_script(served(org), org, "--user-id", scenario.agent, "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert result.out == (f"transferred {scenario.agent_call} participant {agent_leg['id']} "
+                          f"to queue {scenario.billing} (verified)\n")
+    assert [t["participantId"] for t in org.transfers] == [agent_leg["id"]]
+    assert org.queue_of(scenario.agent_call) == scenario.billing
+    assert org.client_secret not in result.out + result.err
+    assert not any(token in result.out + result.err for token in org.issued_tokens)
+
+
+def test_conversation_id_from_the_environment_with_json_output(scenario: Scenario, served) -> None:
+    org = scenario.org
+    env = {"TARGET_CONVERSATION_ID": scenario.waiting_call, "TARGET_QUEUE_NAME": "Billing Overflow"}
+
+    result = run_script(served(org), org, "--json", env=env)
+
+    assert result.code == 0, result.err
+    record = json.loads(result.out)
+    assert (record["status"], record["verified"], record["queueId"]) == ("transferred", True, scenario.billing)
+    assert len(org.transfers) == 1 and org.queue_of(scenario.waiting_call) == scenario.billing
+
+
+def test_settings_come_from_a_dotenv_file_in_the_working_folder(scenario: Scenario, served, tmp_path: Path) -> None:
+    org = scenario.org
+    base_url = served(org)
+    (tmp_path / ".env").write_text(f"GENESYS_CLIENT_ID={org.client_id}\nGENESYS_CLIENT_SECRET={org.client_secret}\n"
+                                   f"GENESYS_API_HOST={base_url}\nTARGET_USER_ID={scenario.agent}\n"
+                                   f"TARGET_QUEUE_ID={scenario.billing}\n")
+    env = {key: value for key, value in __import__("os").environ.items()
+           if not key.startswith(("GENESYS_", "TARGET_"))}
+
+    done = subprocess.run([sys.executable, str(SCRIPT), "-q"], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=60, stdin=subprocess.DEVNULL)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "" and done.stdout.startswith(f"transferred {scenario.agent_call}")
+
+
+def test_connection_refused_ends_with_exit_6_within_the_budget(scenario: Scenario) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again when the block ends: nothing listens there
+
+    result = run_script(f"http://127.0.0.1:{port}", scenario.org, "--user-id", scenario.agent,
+                        "--queue-id", scenario.billing, env={"GENESYS_RETRY_BUDGET": "1"})
+
+    assert result.code == 6, result.err
+    assert "network error (ConnectError" in result.err and "try again later" in result.err
+
+
+def test_help_answers_without_importing_the_sdk() -> None:
+    done = subprocess.run([sys.executable, "-X", "importtime", str(SCRIPT), "--help"], capture_output=True,
+                          text=True, timeout=30)
+
+    assert done.returncode == 0
+    assert "PureCloudPlatformClientV2" not in done.stderr
+    for text in ("exit codes (retry?)", "GENESYS_CLIENT_SECRET", "TARGET_QUEUE_NAME", "130"):
+        assert text in done.stdout
+
+
+def test_configuration_errors_answer_without_importing_the_sdk(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-X", "importtime", str(SCRIPT), "--user-id", "x"], capture_output=True,
+                          text=True, timeout=30, cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+    assert done.returncode == 2
+    assert "import time:" in done.stderr
+    assert not re.search(r"\|\s+PureCloudPlatformClientV2(\.\w+)*\s*$", done.stderr, re.MULTILINE)
+    [error] = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert "GENESYS_CLIENT_ID is not set" in error and "'x' is not an id" in error
