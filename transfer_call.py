@@ -4,7 +4,8 @@
 Find the call by agent (--user-id / --user-email) or by conversation (--conversation-id),
 replace the agent's (or the waiting call's queue) participant with the target queue
 (--queue-id / --queue-name) through POST /api/v2/conversations/{id}/participants/{id}/replace/queue,
-then re-read the conversation until the call is seen waiting in the target queue.
+then re-read the conversation until the call is seen waiting in the target queue. With
+--from-queue, every voice call waiting in a queue moves, paced by the org's rate limit.
 
 Credentials come from GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (an OAuth client-credentials
 client); the org from GENESYS_REGION or GENESYS_API_HOST. Flags win over the environment, which
@@ -16,6 +17,7 @@ failed, 130 interrupted. See README.md.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime as dt
 import enum
@@ -49,6 +51,10 @@ POLL_INTERVAL = 0.5          # between verification reads of the conversation
 ANALYTICS_RETRIES = 2        # extra details queries when analytics has not caught up yet
 ANALYTICS_RETRY_DELAY = 1.5
 SETTLE_TIME = 3.0            # how long to watch for an ambiguous transfer to take effect
+DEFAULT_CONCURRENCY = 4
+CONFIRM_ABOVE = 10           # a bulk run moving more calls than this needs a "yes"
+PAGE_SIZE = 100              # the details query's largest page
+PROGRESS_EVERY = 2.0         # seconds between progress lines of a bulk run
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
 TRANSFER_PATH = "/api/v2/conversations/{cid}/participants/{pid}/replace/queue"
@@ -65,6 +71,7 @@ ENV_VARS = {
     "TARGET_CONVERSATION_ID": "conversation to move (--conversation-id)",
     "TARGET_QUEUE_ID": "queue to move the call to (--queue-id)",
     "TARGET_QUEUE_NAME": "queue to move the call to, by exact name (--queue-name)",
+    "SOURCE_QUEUE": "queue whose waiting calls all move, by id or exact name (--from-queue)",
 }
 
 
@@ -153,6 +160,10 @@ class Settings:
     conversation_id: str | None = None
     queue_id: str | None = None
     queue_name: str | None = None
+    from_queue: str | None = None
+    limit: int | None = None
+    yes: bool = False
+    concurrency: int = DEFAULT_CONCURRENCY
     dry_run: bool = False
     wait: float = DEFAULT_WAIT
     retry_budget: float = DEFAULT_RETRY_BUDGET
@@ -268,10 +279,13 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     queue_id = pick(args.queue_id, "TARGET_QUEUE_ID")
     queue_name = pick(args.queue_name, "TARGET_QUEUE_NAME")
 
+    from_queue = pick(args.from_queue, "SOURCE_QUEUE")
     call_choices = [name for name, value in (("--user-id", user_id), ("--user-email", user_email),
-                                             ("--conversation-id", conversation_id)) if value]
+                                             ("--conversation-id", conversation_id), ("--from-queue", from_queue))
+                    if value]
     if not call_choices:
-        problems.append("say which call to move: --user-id, --user-email or --conversation-id")
+        problems.append("say which call to move: --user-id, --user-email or --conversation-id "
+                        "(or --from-queue for every call waiting in a queue)")
     elif len(call_choices) > 1:
         problems.append(f"give only one of {' / '.join(call_choices)}")
     if not queue_id and not queue_name:
@@ -295,6 +309,12 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             problems.append(f"GENESYS_RETRY_BUDGET {budget_text!r} must be a number of seconds >= 0")
     if args.wait < 0:
         problems.append("--wait must be >= 0")
+    if args.limit is not None and args.limit < 1:
+        problems.append("--limit must be at least 1")
+    if not 1 <= args.concurrency <= 16:
+        problems.append("--concurrency must be from 1 to 16")
+    if not from_queue and (args.limit is not None or args.yes):
+        problems.append("--limit and --yes go with --from-queue")
 
     if problems:
         raise UsageError("; ".join(problems))
@@ -302,7 +322,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     user_id=user_id and user_id.lower(), user_email=user_email,
                     conversation_id=conversation_id and conversation_id.lower(),
                     queue_id=queue_id and queue_id.lower(), queue_name=queue_name,
-                    dry_run=args.dry_run, wait=args.wait, retry_budget=retry_budget,
+                    from_queue=from_queue and (from_queue.lower() if is_uuid(from_queue) else from_queue),
+                    limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run, wait=args.wait, retry_budget=retry_budget,
                     output_json=args.json)
 
 
@@ -374,25 +395,54 @@ def describe_participants(conversation: Any) -> str:
     return "; ".join(parts) or "no participants"
 
 
-def details_query_for_user(user_id: str, now: dt.datetime) -> dict[str, Any]:
-    """The analytics details query for a user's open voice segments, newest conversation first.
+def details_query(dimensions: Mapping[str, str], now: dt.datetime, *, order: str,
+                  page: int = 1, page_size: int = 25) -> dict[str, Any]:
+    """An analytics details query for open conversations with an open voice segment matching `dimensions`.
 
     Shaped like Genesys' own "current conversation by user" Data Action; the interval only has
     to touch the day the call started, so the last 24 hours plus a minute of clock skew will do.
     """
     start, end = now - dt.timedelta(days=1), now + dt.timedelta(minutes=1)
+    matches = [{"type": "dimension", "dimension": name, "operator": "matches", "value": value}
+               for name, value in {**dimensions, "mediaType": "voice"}.items()]
     return {
         "interval": f"{iso(start)}/{iso(end)}",
-        "order": "desc",
+        "order": order,
         "orderBy": "conversationStart",
-        "paging": {"pageSize": 25, "pageNumber": 1},
+        "paging": {"pageSize": page_size, "pageNumber": page},
         "conversationFilters": [{"type": "and", "predicates": [
             {"type": "dimension", "dimension": "conversationEnd", "operator": "notExists"}]}],
         "segmentFilters": [{"type": "and", "predicates": [
-            {"type": "dimension", "dimension": "userId", "operator": "matches", "value": user_id},
-            {"type": "dimension", "dimension": "mediaType", "operator": "matches", "value": "voice"},
-            {"type": "dimension", "dimension": "segmentEnd", "operator": "notExists"}]}],
+            *matches, {"type": "dimension", "dimension": "segmentEnd", "operator": "notExists"}]}],
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class WaitingCall:
+    """A call analytics shows waiting in a queue: its acd participant there, and since when."""
+
+    conversation_id: str
+    participant_id: str
+    waiting_since: dt.datetime | None
+    answered: bool
+
+
+def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
+    """The calls of a details-query answer whose acd leg has an open segment in queue_id."""
+    found = []
+    for conversation in conversations:
+        if conversation.conversation_end is not None:
+            continue
+        leg, answered = None, False
+        for participant in conversation.participants or []:
+            open_segments = [segment for session in participant.sessions or [] if session.media_type == "voice"
+                             for segment in session.segments or [] if segment.segment_end is None]
+            if participant.purpose == "acd" and any(seg.queue_id == queue_id for seg in open_segments):
+                leg = (participant.participant_id, min(seg.segment_start for seg in open_segments))
+            answered = answered or (participant.purpose == "agent" and bool(open_segments))
+        if leg:
+            found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered))
+    return found
 
 
 def iso(moment: dt.datetime) -> str:
@@ -411,7 +461,8 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
     where = f"to queue {result['queueId']}"
     subject = f"{result['conversationId']} participant {result['participantId']} {where}"
     if result["status"] == "dry-run":
-        return f"dry-run {subject}: would send {result['request']}"
+        waited = f" (waiting {result['waitingSeconds']}s)" if result.get("waitingSeconds") is not None else ""
+        return f"dry-run {subject}{waited}: would send {result['request']}"
     if result["status"] == "transferred":
         return f"transferred {subject} ({'verified' if result['verified'] else 'not verified'})"
     return f"{result['status']} {subject}: {result.get('reason', '')}".rstrip(": ")
@@ -453,8 +504,14 @@ class Transport:
         self.sleep = sleep
         self.reauthenticate: Callable[[], str] | None = None
         self.requests_sent = 0
+        self.rate_limited = 0
         self.retry_spent = 0.0
         self._lock = threading.Lock()
+        # What the last inin-ratelimit-* headers said, less what was sent since: None = unknown.
+        self._pace = threading.Condition(self._lock)
+        self._remaining: int | None = None
+        self._reset_at = 0.0
+        self._in_flight = 0
 
     def request(self, options: Any) -> Response:
         sdk = load_sdk()
@@ -501,13 +558,55 @@ class Transport:
             return result
 
     def _send(self, options: Any, headers: dict[str, str]) -> httpx.Response:
-        with self._lock:
+        self._wait_for_rate_limit()
+        try:
+            if options.post_params:
+                response = self.client.request(options.method, options.url, headers=headers,
+                                               params=options.query_params, data=dict(options.post_params))
+            else:
+                response = self.client.request(options.method, options.url, headers=headers,
+                                               params=options.query_params, json=options.body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+        self._note_rate_limit(response)
+        return response
+
+    def _wait_for_rate_limit(self) -> None:
+        """Hold a request while the last answer said the token's request budget is spent.
+
+        The limit (300 a minute per token by default) is shared by every request of the run, so
+        concurrent workers pause together until inin-ratelimit-reset instead of earning 429s.
+        After the reset one request goes first, and its answer tells how many may follow.
+        """
+        with self._pace:
+            while self._remaining is not None and self._remaining <= 0:
+                pause = self._reset_at - time.monotonic()
+                if pause <= 0:
+                    self._remaining, self._reset_at = 1, time.monotonic() + 1.0
+                    break
+                log.debug("rate limit budget spent; pausing %.1fs", pause)
+                self._pace.wait(pause)
+            if self._remaining is not None:
+                self._remaining -= 1
+            self._in_flight += 1
             self.requests_sent += 1
-        if options.post_params:
-            return self.client.request(options.method, options.url, headers=headers,
-                                       params=options.query_params, data=dict(options.post_params))
-        return self.client.request(options.method, options.url, headers=headers,
-                                   params=options.query_params, json=options.body)
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        with self._pace:
+            if response.status_code == 429:
+                self.rate_limited += 1
+                self._remaining, self._reset_at = 0, time.monotonic() + retry_after(response, 1)
+            else:
+                try:
+                    allowed = int(response.headers["inin-ratelimit-allowed"])
+                    count = int(response.headers["inin-ratelimit-count"])
+                    reset = float(response.headers["inin-ratelimit-reset"])
+                except (KeyError, ValueError):
+                    return
+                self._remaining = allowed - count - self._in_flight
+                self._reset_at = time.monotonic() + reset
+            self._pace.notify_all()
 
     def _wait_to_retry(self, delay: float, what: str, failed_attempt_time: float) -> None:
         with self._lock:
@@ -519,6 +618,9 @@ class Transport:
             self.retry_spent = spent + delay
         log.info("%s; retrying in %.1fs", what, delay)
         self.sleep(delay)
+        with self._pace:  # this request waited out the pause: it may go first (and wake the others)
+            self._reset_at = min(self._reset_at, time.monotonic())
+            self._pace.notify_all()
 
 
 def backoff(attempt: int) -> float:
@@ -692,7 +794,7 @@ def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
     sdk = load_sdk()
     analytics = sdk.AnalyticsApi(api_client)
     for attempt in range(ANALYTICS_RETRIES + 1):
-        query = details_query_for_user(user_id, dt.datetime.now(dt.timezone.utc))
+        query = details_query({"userId": user_id}, dt.datetime.now(dt.timezone.utc), order="desc")
         found = call("querying analytics for the agent's calls",
                      analytics.post_analytics_conversations_details_query, query)
         candidates = [c.conversation_id for c in found.conversations or [] if c.conversation_end is None]
@@ -848,6 +950,225 @@ def run_single(api_client: Any, settings: Settings, emit: Callable[[dict[str, An
     emit(result)
 
 
+def list_waiting_calls(api_client: Any, queue_id: str) -> list[WaitingCall]:
+    """Every voice call analytics shows waiting in queue_id, oldest first, across all pages."""
+    sdk = load_sdk()
+    analytics = sdk.AnalyticsApi(api_client)
+    calls: dict[str, WaitingCall] = {}
+    page = 1
+    while True:
+        query = details_query({"queueId": queue_id}, dt.datetime.now(dt.timezone.utc), order="asc",
+                              page=page, page_size=PAGE_SIZE)
+        found = call(f"listing the calls waiting in queue {queue_id}",
+                     analytics.post_analytics_conversations_details_query, query)
+        conversations = found.conversations or []
+        for waiting in waiting_calls(conversations, queue_id):
+            calls.setdefault(waiting.conversation_id, waiting)  # pages can shift while calls come and go
+        if len(conversations) < PAGE_SIZE or page * PAGE_SIZE >= (found.total_hits or 0):
+            return list(calls.values())
+        page += 1
+
+
+class Progress:
+    """Counts of a bulk run, logged to stderr every PROGRESS_EVERY seconds with rate and time left."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.counts = {"transferred": 0, "skipped": 0, "failed": 0}
+        self.started = self._logged = time.monotonic()
+        self._lock = threading.Lock()
+
+    def record(self, status: str) -> None:
+        with self._lock:
+            self.counts[status] += 1
+            if time.monotonic() - self._logged >= PROGRESS_EVERY:
+                self._logged = time.monotonic()
+                log.info("%s", self.line())
+
+    def line(self) -> str:
+        done = sum(self.counts.values())
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        left = (self.total - done) * elapsed / done if done else 0
+        return (f"moved {self.counts['transferred']}/{self.total}, skipped {self.counts['skipped']}, "
+                f"failed {self.counts['failed']}; {done / elapsed * 60:.0f} calls/min; about {left:.0f}s left")
+
+
+def confirm_bulk(count: int, source: str, target: str, settings: Settings, stdin: Any = None) -> None:
+    """Ask before moving more than CONFIRM_ABOVE calls: on a terminal, or by --yes when there is none."""
+    stdin = stdin or sys.stdin
+    if count <= CONFIRM_ABOVE or settings.yes or settings.dry_run:
+        return
+    if not stdin.isatty():
+        raise UsageError(f"this would move {count} calls from {source} to {target}; "
+                         "pass --yes to confirm when not running on a terminal")
+    sys.stderr.write(f"Move {count} waiting calls from {source} to {target}? [y/N] ")
+    sys.stderr.flush()
+    if stdin.readline().strip().lower() not in ("y", "yes"):
+        raise UsageError("not confirmed; nothing was moved")
+
+
+def move_waiting_call(api_client: Any, waiting: WaitingCall, queue_id: str) -> dict[str, Any]:
+    """Transfer one waiting call; a call answered or ended before its turn is a skip, not a failure."""
+    started = time.monotonic()
+    result: dict[str, Any] = {"conversationId": waiting.conversation_id, "participantId": waiting.participant_id}
+    try:
+        transfer_to_queue(api_client, waiting.conversation_id, waiting.participant_id, queue_id)
+        result.update(status="transferred")
+    except NothingToTransfer as exc:
+        result.update(status="skipped", reason="answered or ended before its turn", errorCode=exc.code)
+    except TransferCallError as exc:
+        result.update(status="failed", reason=str(exc), errorCode=exc.code, error=exc)
+    result["elapsedMs"] = round((time.monotonic() - started) * 1000)
+    return result
+
+
+def verify_moves(api_client: Any, moved: Mapping[str, str], queue_id: str, wait: float) -> dict[str, str]:
+    """Check a batch of transfers; returns conversation id -> "verified", "ended" or "not seen".
+
+    One listing of the target queue checks every call analytics already shows there (a few
+    requests for hundreds of calls); only the calls it has not shown by the deadline are read
+    one by one, since analytics can lag the live state by seconds.
+    """
+    outcome = {conversation_id: "not seen" for conversation_id in moved}
+    deadline, pause = time.monotonic() + wait, POLL_INTERVAL / 2
+    while True:
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        for waiting in list_waiting_calls(api_client, queue_id):
+            if moved.get(waiting.conversation_id, waiting.participant_id) != waiting.participant_id:
+                outcome[waiting.conversation_id] = "verified"
+        if "not seen" not in outcome.values() or time.monotonic() >= deadline:
+            break
+        pause *= 2
+    for conversation_id, participant_id in moved.items():
+        if outcome[conversation_id] == "not seen":
+            try:
+                conversation = get_conversation(api_client, conversation_id)
+            except NothingToTransfer:
+                outcome[conversation_id] = "ended"
+                continue
+            if transfer_landed(conversation, participant_id, queue_id):
+                outcome[conversation_id] = "verified"
+            elif conversation_ended(conversation):
+                outcome[conversation_id] = "ended"
+    return outcome
+
+
+def run_bulk(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]], None]) -> ExitCode:
+    """Move every voice call waiting in the source queue to the target queue; returns the exit code."""
+    started = time.monotonic()
+    source_is_id = is_uuid(settings.from_queue)
+    source_id, source_name = resolve_queue(api_client, settings.from_queue if source_is_id else None,
+                                           None if source_is_id else settings.from_queue)
+    target_id, target_name = resolve_queue(api_client, settings.queue_id, settings.queue_name)
+    if source_id == target_id:
+        raise UsageError(f"--from-queue and the target are the same queue ({source_name}); choose another target")
+    listed = list_waiting_calls(api_client, source_id)
+    common = {"queueId": target_id, "queueName": target_name, "fromQueueId": source_id, "verified": False}
+    now = dt.datetime.now(dt.timezone.utc)
+    answered = [w for w in listed if w.answered]
+    waiting = [w for w in listed if not w.answered][:settings.limit]
+    for w in answered:
+        emit({**common, "conversationId": w.conversation_id, "participantId": w.participant_id,
+              "status": "skipped", "reason": "already with an agent"})
+    if not waiting:
+        raise NothingToTransfer(f"no voice calls are waiting in queue {source_name} ({source_id})")
+    if settings.dry_run:
+        for w in waiting:
+            path = TRANSFER_PATH.format(cid=w.conversation_id, pid=w.participant_id)
+            waited = round((now - w.waiting_since).total_seconds()) if w.waiting_since else None
+            emit({**common, "conversationId": w.conversation_id, "participantId": w.participant_id,
+                  "status": "dry-run", "waitingSeconds": waited,
+                  "request": f"POST {path} {json.dumps(transfer_body(target_id))}"})
+        log.info("dry run: %d calls would move from %s to %s with %d requests; nothing was sent",
+                 len(waiting), source_name, target_name, len(waiting))
+        return ExitCode.OK
+    confirm_bulk(len(waiting), source_name, target_name, settings)
+    log.info("moving %d calls from %s to %s, %d at a time", len(waiting), source_name, target_name,
+             settings.concurrency)
+    results, interrupted = move_all(api_client, waiting, target_id, settings.concurrency)
+    moved = {r["conversationId"]: r["participantId"] for r in results if r["status"] == "transferred"}
+    if moved and settings.wait > 0 and not interrupted:
+        for conversation_id, seen in verify_moves(api_client, moved, target_id, settings.wait).items():
+            result = next(r for r in results if r["conversationId"] == conversation_id)
+            if seen == "verified":
+                result["verified"] = True
+            elif seen == "ended":
+                result.update(status="skipped", reason="call ended while moving")
+            else:
+                result.update(reason=f"not seen in queue {target_name} within {settings.wait:g}s; check the call")
+    for result in results:
+        emit({**common, **{key: value for key, value in result.items() if key != "error"}})
+    log_summary(results, started, transport_of(api_client))
+    return bulk_exit_code(results, settings, interrupted)
+
+
+def log_summary(results: list[dict[str, Any]], started: float, transport: Transport) -> None:
+    counts = collections.Counter(r["status"] for r in results)
+    verified = sum(1 for r in results if r.get("verified"))
+    elapsed = time.monotonic() - started
+    moved = counts["transferred"]
+    log.info("done: moved %d (%d verified), skipped %d, failed %d in %.1fs (%.0f calls/min); %d requests "
+             "(%.2f per moved call), %d answered 429", moved, verified, counts["skipped"], counts["failed"],
+             elapsed, moved / elapsed * 60 if elapsed else 0, transport.requests_sent,
+             transport.requests_sent / moved if moved else 0, transport.rate_limited)
+
+
+def move_all(api_client: Any, waiting: list[WaitingCall], queue_id: str,
+             concurrency: int) -> tuple[list[dict[str, Any]], bool]:
+    """Transfer the calls, `concurrency` at a time; Ctrl-C stops new transfers and waits for those in flight.
+
+    Auth errors and an exhausted retry budget also stop the run: every further call would fail the same way.
+    """
+    import concurrent.futures
+
+    progress = Progress(len(waiting))
+    stop = threading.Event()
+    results: dict[int, dict[str, Any]] = {}
+
+    def work(index: int, call_to_move: WaitingCall) -> None:
+        if stop.is_set():
+            return
+        result = move_waiting_call(api_client, call_to_move, queue_id)
+        if isinstance(result.get("error"), (AuthError, Unavailable)):
+            stop.set()
+        results[index] = result
+        progress.record(result["status"])
+
+    interrupted = False
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency)
+    futures = [pool.submit(work, index, w) for index, w in enumerate(waiting)]
+    try:
+        while not all(f.done() for f in futures):
+            concurrent.futures.wait(futures, timeout=0.2)
+    except KeyboardInterrupt:
+        interrupted = True
+        stop.set()
+        log.warning("interrupted: sending no new transfers, waiting for those in flight")
+    pool.shutdown(wait=True, cancel_futures=True)
+    for future in futures:
+        if not future.cancelled() and future.exception():
+            raise future.exception()
+    why = "interrupted" if interrupted else "the run stopped after an earlier error"
+    for index, w in enumerate(waiting):
+        results.setdefault(index, {"conversationId": w.conversation_id, "participantId": w.participant_id,
+                                   "status": "skipped" if interrupted else "failed", "reason": f"not sent: {why}"})
+    return [results[i] for i in sorted(results)], interrupted
+
+
+def bulk_exit_code(results: list[dict[str, Any]], settings: Settings, interrupted: bool) -> ExitCode:
+    """0 when every call that could move did; 7 when some failed; a failure's own code when none moved."""
+    if interrupted:
+        return ExitCode.INTERRUPTED
+    failed = [r for r in results if r["status"] == "failed"
+              or (r["status"] == "transferred" and settings.wait > 0 and not r["verified"])]
+    if not failed:
+        return ExitCode.OK
+    if any(r["status"] == "transferred" for r in results):
+        return ExitCode.PARTIAL
+    error = next((r["error"] for r in failed if r.get("error")), None)
+    return error.exit_code if error else ExitCode.PARTIAL
+
+
 # --- command line --------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -861,6 +1182,7 @@ examples:
   python transfer_call.py --user-id 6e5c2c1a-0f0e-4b5e-9d53-0c2b9f0a4d11 --queue-name "Billing Overflow"
   python transfer_call.py --conversation-id 1d6f... --queue-id 8c2e... --dry-run
   python transfer_call.py --user-email agent@example.com --queue-id 8c2e... --json
+  python transfer_call.py --from-queue Support --queue-name "Billing Overflow" --dry-run
 
 environment variables (flags win; then the environment; then .env):
 {variables}
@@ -870,10 +1192,18 @@ environment variables (flags win; then the environment; then .env):
     which.add_argument("--user-id", help="agent whose connected call is moved")
     which.add_argument("--user-email", help="agent, found by exact email")
     which.add_argument("--conversation-id", help="conversation to move (agent-connected or waiting in a queue)")
+    which.add_argument("--from-queue", metavar="ID_OR_NAME",
+                       help="every voice call waiting in this queue (bulk move)")
     target = parser.add_argument_group("where to")
     target.add_argument("--queue-id", help="target queue id")
     target.add_argument("--queue-name", help="target queue, by exact name (must be unique)")
     parser.add_argument("--dry-run", action="store_true", help="find everything and print the request; change nothing")
+    bulk = parser.add_argument_group("bulk moves (--from-queue)")
+    bulk.add_argument("--limit", type=int, metavar="N", help="move at most N calls, oldest first")
+    bulk.add_argument("--yes", action="store_true", help=f"confirm a move of more than {CONFIRM_ABOVE} calls "
+                      "without a terminal prompt")
+    bulk.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
+                      help=f"transfers in flight at once (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
                         help=f"how long to verify the transfer (default {DEFAULT_WAIT:g}; 0 = do not verify)")
     parser.add_argument("--retry-budget", metavar="SECONDS",
@@ -909,6 +1239,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_settings(args, os.environ)
         api_client = make_api_client(settings)
         authenticate(api_client, settings)
+        if settings.from_queue:
+            return run_bulk(api_client, settings, emit)
         run_single(api_client, settings, emit)
         return ExitCode.OK
     except TransferCallError as exc:

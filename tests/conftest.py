@@ -7,6 +7,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -66,13 +67,14 @@ def run_inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
     monkeypatch.setattr(transfer_call, "SETTLE_TIME", 0.05)
     sleeps: list[float] = []
 
-    def run(org: FakeOrg, *argv: str, env: dict[str, str] | None = None) -> Run:
+    def run(org: FakeOrg, *argv: str, env: dict[str, str] | None = None, real_sleep: bool = False) -> Run:
         settings_env = {"GENESYS_CLIENT_ID": org.client_id, "GENESYS_CLIENT_SECRET": org.client_secret,
                         "GENESYS_API_HOST": "https://api.fake.test", **(env or {})}
         for name, value in settings_env.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setattr(transfer_call, "make_api_client", functools.partial(
-            ORIGINAL_MAKE_API_CLIENT, transport=httpx.MockTransport(org.handle), sleep=sleeps.append))
+            ORIGINAL_MAKE_API_CLIENT, transport=httpx.MockTransport(org.handle),
+            sleep=time.sleep if real_sleep else sleeps.append))
         code = transfer_call.main(list(argv))
         captured = capsys.readouterr()
         return Run(code, captured.out, captured.err)

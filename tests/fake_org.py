@@ -568,11 +568,11 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
 
 def demo(port: int) -> None:
     """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with."""
-    org = FakeOrg(transfer_delay=0.3)
+    org = FakeOrg(transfer_delay=0.3, latency=0.05)
     support, billing = org.add_queue("Support"), org.add_queue("Billing Overflow")
     agent = org.add_user("Ada Agent", "ada@example.com")
     agent_call = org.add_agent_call(agent, support)
-    waiting = [org.add_waiting_call(support) for _ in range(3)]
+    waiting = [org.add_waiting_call(support) for _ in range(12)]
     with serve(org, port) as base_url:
         print(f"fake Genesys Cloud org on {base_url} (Ctrl-C to stop)\n"
               f"export GENESYS_API_HOST={base_url}\n"
