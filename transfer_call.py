@@ -34,9 +34,10 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # imported where used: --help and configuration errors must answer at once
+    import httpx
 
 __version__ = "1.0.0"
 
@@ -514,6 +515,8 @@ class Transport:
         self._in_flight = 0
 
     def request(self, options: Any) -> Response:
+        import httpx
+
         sdk = load_sdk()
         path = urllib.parse.urlsplit(options.url).path
         is_token_request = path.endswith("/oauth/token")
@@ -637,6 +640,8 @@ def retry_after(response: httpx.Response, attempt: int) -> float:
 
 
 def describe_network_error(exc: Exception) -> str:
+    import httpx
+
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({type(exc).__name__})"
     return f"network error ({type(exc).__name__}: {exc})"
@@ -663,6 +668,8 @@ def load_sdk() -> Any:
 def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = None,
                     sleep: Callable[[float], None] = time.sleep) -> Any:
     """An SDK ApiClient whose HTTP goes through our httpx Transport (tests pass a MockTransport)."""
+    import httpx
+
     sdk = load_sdk()
     from PureCloudPlatformClientV2.abstract_http_client import AbstractHttpClient
 

@@ -250,7 +250,7 @@ class FakeOrg:
         path, query = parts.path, dict(urllib.parse.parse_qsl(parts.query))
         with self.lock:
             body = self._parse_body(headers, content)
-            self.requests.append({"method": method, "path": path, "query": query, "body": body,
+            self.requests.append({"method": method, "path": path, "query": query, "body": body, "at": time.monotonic(),
                                   "authorization": headers.get("authorization", "")})
             self._apply_due_transfers()
             fault = None

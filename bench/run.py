@@ -1,0 +1,246 @@
+"""Benchmark transfer_call.py against the alternatives, on the fake org served on 127.0.0.1.
+
+    python bench/run.py [--latency 0.05] [--calls 300] [--scale 10]
+
+Prints one table of figures measured in this run, each as a ratio to the floor or to the
+alternative (absolute times on a shared machine mean little):
+  1. one transfer by --user-id: this script, the same steps on the SDK's default urllib3 client,
+     and the floor (the fewest requests times the latency, plus a bare interpreter start);
+  2. start-up: --help and a configuration error, against `python -c pass`;
+  3. a bulk move of N waiting calls with the org enforcing 300 requests per rolling minute,
+     time scaled down (300 per 60/scale seconds) and reported per scaled-back minute, against a
+     sequential read-then-transfer loop and against the theoretical bound;
+  4. peak memory (max RSS) of a single-call run and of the bulk run.
+Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from fake_org import FakeOrg, serve  # noqa: E402
+
+SCRIPT = ROOT / "transfer_call.py"
+BASELINE = ROOT / "bench" / "sdk_default_client.py"
+RATE_LIMIT = 300
+
+
+def environment(org: FakeOrg, base_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "TARGET_", "SOURCE_"))}
+    return {**env, "GENESYS_CLIENT_ID": org.client_id, "GENESYS_CLIENT_SECRET": org.client_secret,
+            "GENESYS_API_HOST": base_url, "HOME": tempfile.gettempdir()}
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
+    """(wall seconds, exit code, max RSS in KiB) of one command, measured by a fresh parent process."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+             "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode; "
+             "print(time.perf_counter() - t, code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    return float(out[0]), int(out[1]), int(out[2])
+
+
+def median_time(argv: list[str], runs: int, env: dict[str, str] | None = None) -> float:
+    return statistics.median(timed(argv, env)[0] for _ in range(runs))
+
+
+def single_org(latency: float) -> tuple[FakeOrg, str, str]:
+    org = FakeOrg(latency=latency)
+    support, billing = org.add_queue("Support"), org.add_queue("Billing")
+    agent = org.add_user("Ada", "ada@example.com")
+    org.add_agent_call(agent, support)
+    return org, agent, billing
+
+
+def api_requests(org: FakeOrg) -> int:
+    return sum(1 for r in org.requests if r["path"] != "/oauth/token")
+
+
+def bench_single(latency: float, runs: int) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    bare = median_time([sys.executable, "-c", "pass"], runs)
+    figures["bare"] = bare
+    for name, argv in (("script", [sys.executable, str(SCRIPT), "--user-id", "{agent}", "--queue-id", "{queue}"]),
+                       ("sdk", [sys.executable, str(BASELINE), "single", "{agent}", "{queue}"])):
+        walls, requests, rss = [], [], []
+        for _ in range(runs):
+            org, agent, billing = single_org(latency)
+            with serve(org) as base_url:
+                wall, code, max_rss = timed([part.format(agent=agent, queue=billing) for part in argv],
+                                            environment(org, base_url))
+            assert code == 0 and len(org.transfers) == 1, (name, code, org.transfers)
+            walls.append(wall)
+            requests.append(api_requests(org) + 1)  # + the token request
+            rss.append(max_rss)
+        figures[f"{name}_wall"], figures[f"{name}_requests"] = statistics.median(walls), max(requests)
+        figures[f"{name}_rss"] = max(rss)
+    figures.update(split_single(latency))
+    # The floor: find (details query + one conversation read) + transfer + one verification read,
+    # plus the token every client needs, each one round trip, after a bare interpreter start.
+    figures["floor_requests"] = 5
+    figures["floor_wall"] = bare + 5 * latency
+    return figures
+
+
+def split_single(latency: float) -> dict[str, float]:
+    """Where one in-process transfer spends its time: SDK import, network waits, deliberate waits, the rest."""
+    import httpx
+
+    import transfer_call
+
+    started = time.perf_counter()
+    transfer_call.load_sdk()
+    imports = time.perf_counter() - started
+    org, agent, billing = single_org(latency)
+    network, slept = [0.0], [0.0]
+    real_send, real_sleep = httpx.Client.send, time.sleep
+
+    def send(self, *args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return real_send(self, *args, **kwargs)
+        finally:
+            network[0] += time.perf_counter() - t
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is threading.main_thread():  # not the fake org's latency
+            slept[0] += seconds
+        real_sleep(seconds)
+
+    with serve(org) as base_url, _patched(httpx.Client, "send", send), _patched(time, "sleep", sleep), \
+            _env(environment(org, base_url)), contextlib.redirect_stdout(io.StringIO()):
+        started = time.perf_counter()
+        code = transfer_call.main(["-q", "--user-id", agent, "--queue-id", billing])
+        wall = time.perf_counter() - started
+    assert code == 0
+    return {"split_imports": imports, "split_network": network[0], "split_sleep": slept[0],
+            "split_overhead": wall - network[0] - slept[0], "split_wall": wall}
+
+
+@contextlib.contextmanager
+def _patched(owner, name, value):
+    original = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]):
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def bench_startup(runs: int) -> dict[str, float]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "TARGET_", "SOURCE_"))}
+    with tempfile.TemporaryDirectory() as empty:
+        clean["HOME"] = empty
+        return {"bare": median_time([sys.executable, "-c", "pass"], runs, clean),
+                "help": median_time([sys.executable, str(SCRIPT), "--help"], runs, clean),
+                "config_error": median_time([sys.executable, str(SCRIPT), "--user-id", "x"], runs, clean),
+                "sdk_import": median_time([sys.executable, "-c", "import PureCloudPlatformClientV2"], runs, clean)}
+
+
+def bulk_org(calls: int, latency: float, scale: float) -> tuple[FakeOrg, str, str, list[str]]:
+    org = FakeOrg(latency=latency, rate_limit=RATE_LIMIT, rate_window=60.0 / scale)
+    support, overflow = org.add_queue("Support"), org.add_queue("Overflow")
+    return org, support, overflow, [org.add_waiting_call(support) for _ in range(calls)]
+
+
+def bench_bulk(calls: int, latency: float, scale: float) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for name, argv in (("script", [sys.executable, str(SCRIPT), "--from-queue", "{source}", "--queue-id", "{target}",
+                                   "--yes", "-q"]),
+                       ("naive", [sys.executable, str(BASELINE), "naive-bulk", "{source}", "{target}"])):
+        org, support, overflow, waiting = bulk_org(calls, latency, scale)
+        with serve(org) as base_url:
+            env = environment(org, base_url)
+            # Start the clock at the first API request, not at process start: the bulk figure is
+            # about the rate limit, and an interpreter start is not scaled down with it.
+            wall, code, max_rss = timed([part.format(source=support, target=overflow) for part in argv], env)
+        moved_twice = sum(1 for n in collections.Counter(t["conversationId"] for t in org.transfers).values() if n > 1)
+        moved = sum(1 for c in waiting if org.queue_of(c) == overflow)
+        api = [r for r in org.requests if r["path"] != "/oauth/token"]
+        active = org_active_seconds(org)
+        figures.update({f"{name}_code": code, f"{name}_moved": moved, f"{name}_twice": moved_twice,
+                        f"{name}_requests": len(api), f"{name}_429": org.rate_limited,
+                        f"{name}_active": active, f"{name}_wall": wall, f"{name}_rss": max_rss,
+                        f"{name}_per_minute": moved / active * 60 / scale if active else 0.0})
+    figures["bound_per_minute"] = RATE_LIMIT / 1  # at least one request (the transfer) per moved call
+    return figures
+
+
+def org_active_seconds(org: FakeOrg) -> float:
+    """Seconds from the first API request the org saw to the last one."""
+    times = [r["at"] for r in org.requests if r["path"] != "/oauth/token"]
+    return max(times) - min(times) if times else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every request (default 0.05)")
+    parser.add_argument("--calls", type=int, default=300, help="waiting calls in the bulk run (default 300)")
+    parser.add_argument("--scale", type=float, default=10.0, help="time scale of the rate limit (default 10)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each single-call figure (median)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    single = bench_single(args.latency, args.runs)
+    startup = bench_startup(args.runs)
+    bulk = bench_bulk(args.calls, args.latency, args.scale)
+    floor = single["floor_wall"]
+    print(f"transfer_call.py benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+          f"{args.latency * 1000:.0f} ms injected latency, medians of {args.runs} runs\n")
+    print("1. one transfer by --user-id            wall ×floor   requests")
+    print(f"   floor (5 round trips + bare start)  {1.00:9.2f}   {single['floor_requests']:>8.0f}")
+    print(f"   transfer_call.py                    {single['script_wall'] / floor:9.2f}   {single['script_requests']:>8.0f}")
+    print(f"   SDK, default urllib3 client         {single['sdk_wall'] / floor:9.2f}   {single['sdk_requests']:>8.0f}")
+    print(f"   transfer_call.py / SDK default: {single['script_wall'] / single['sdk_wall']:.2f}× the wall time")
+    wall = single["script_wall"]
+    print(f"   split of transfer_call.py's wall: interpreter {single['bare'] / wall:.0%}, "
+          f"SDK import {single['split_imports'] / wall:.0%}, network waits {single['split_network'] / wall:.0%}, "
+          f"verification pause {single['split_sleep'] / wall:.0%}, other {single['split_overhead'] / wall:.0%} "
+          f"({single['split_overhead'] * 1000:.0f} ms of non-network work outside imports)")
+    print("\n2. start-up                              ×(python -c pass)")
+    for key, label in (("help", "--help"), ("config_error", "configuration error"), ("sdk_import", "import of the SDK alone")):
+        print(f"   {label:<38}{startup[key] / startup['bare']:6.2f}")
+    print(f"\n3. bulk: {args.calls} waiting calls, {RATE_LIMIT} requests per rolling minute (time ÷{args.scale:g})")
+    print("                                        calls/min  ×bound  requests/moved  429s  moved twice  moved")
+    for name, label in (("script", "transfer_call.py --from-queue"), ("naive", "sequential read-then-transfer")):
+        moved = bulk[f"{name}_moved"] or 1
+        print(f"   {label:<36}{bulk[f'{name}_per_minute']:10.0f} {bulk[f'{name}_per_minute'] / bulk['bound_per_minute']:7.2f}"
+              f" {bulk[f'{name}_requests'] / moved:15.2f} {bulk[f'{name}_429']:5.0f} {bulk[f'{name}_twice']:12.0f}"
+              f" {bulk[f'{name}_moved']:6.0f}")
+    print(f"   bound: {bulk['bound_per_minute']:.0f} calls/min (the limit ÷ 1 request per call); "
+          f"transfer_call.py moves {bulk['script_per_minute'] / max(bulk['naive_per_minute'], 1e-9):.1f}× "
+          "as many calls a minute as the sequential loop")
+    print("\n4. peak memory (max RSS)                ×(single-call SDK script)")
+    print(f"   transfer_call.py, one call          {single['script_rss'] / single['sdk_rss']:9.2f}")
+    print(f"   transfer_call.py, {args.calls} calls       {bulk['script_rss'] / single['sdk_rss']:9.2f}")
+    print(f"   (single-call SDK script: {single['sdk_rss'] / 1024:.0f} MiB)")
+    print(f"\nbenchmark took {time.perf_counter() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
