@@ -131,6 +131,10 @@ class NothingToTransfer(TransferCallError):
     exit_code = ExitCode.NOTHING_TO_TRANSFER
 
 
+class QueueNotFound(NothingToTransfer):
+    """Raised when the target queue does not exist or is not visible to the OAuth client."""
+
+
 class TransferRefused(TransferCallError):
     """Raised when Genesys Cloud refuses the transfer or it is not seen within --wait."""
 
@@ -682,7 +686,9 @@ def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = 
             return self.transport.request(options)
 
     timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
-    client = httpx.Client(transport=transport, timeout=timeout,
+    # Loading the CA bundle takes ~30 ms; plain http (allowed only to loopback) never uses it.
+    verify = urllib.parse.urlsplit(settings.base_url).scheme == "https"
+    client = httpx.Client(transport=transport, timeout=timeout, verify=verify,
                           headers={"User-Agent": f"transfer_call/{__version__}"})
     api_client = sdk.ApiClient(host=settings.base_url)
     api_client.set_http_client(HttpClient(Transport(client, retry_budget=settings.retry_budget, sleep=sleep)))
@@ -768,8 +774,19 @@ def find_user_by_email(api_client: Any, email: str) -> str:
     return ids[0]
 
 
+def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None, check: bool) -> tuple[str, str]:
+    """(id, label) of a queue: looked up when named or when `check`; an id alone is taken as given.
+
+    Skipping the lookup saves a request, and a wrong id still ends the run clearly: the transfer
+    answers conversations.error.queue.not.found before anything moves.
+    """
+    if queue_id and not check:
+        return queue_id, queue_id
+    return resolve_queue(api_client, queue_id, queue_name)
+
+
 def resolve_queue(api_client: Any, queue_id: str | None, queue_name: str | None) -> tuple[str, str]:
-    """(id, name) of the target queue, which must exist, be visible, and (by name) be unique."""
+    """(id, name) of a queue, which must exist, be visible, and (by name) be unique."""
     sdk = load_sdk()
     routing = sdk.RoutingApi(api_client)
     if queue_id:
@@ -892,7 +909,7 @@ def transfer_error(exc: Any, action: str, queue_id: str) -> TransferCallError:
         return NothingToTransfer(f"{action}: the call was answered or ended before the transfer; nothing moved{ref}",
                                  code=code)
     if code == "conversations.error.queue.not.found":
-        return NothingToTransfer(f"{action}: queue {queue_id} does not exist or is not visible to this OAuth "
+        return QueueNotFound(f"{action}: queue {queue_id} does not exist or is not visible to this OAuth "
                                  f"client; check --queue-id and the role's divisions{ref}", code=code)
     if status == 404:
         return NothingToTransfer(f"{action}: the conversation or participant is gone; the call ended{ref}", code=code)
@@ -924,9 +941,8 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
 def run_single(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]], None]) -> None:
     """Find the call, transfer it once, verify it; emit one result record (also on failure after the call is known)."""
     started = time.monotonic()
-    queue_id, queue_name = settings.queue_id, None
-    if settings.queue_name or settings.dry_run:
-        queue_id, queue_name = resolve_queue(api_client, settings.queue_id, settings.queue_name)
+    queue_id, queue_label = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
+    queue_name = queue_label if queue_label != queue_id else None
     conversation, participant = find_call(api_client, settings)
     result: dict[str, Any] = {
         "conversationId": conversation.id, "participantId": participant.id, "queueId": queue_id,
@@ -1021,6 +1037,8 @@ def move_waiting_call(api_client: Any, waiting: WaitingCall, queue_id: str) -> d
     try:
         transfer_to_queue(api_client, waiting.conversation_id, waiting.participant_id, queue_id)
         result.update(status="transferred")
+    except QueueNotFound as exc:
+        result.update(status="failed", reason=str(exc), errorCode=exc.code, error=exc)
     except NothingToTransfer as exc:
         result.update(status="skipped", reason="answered or ended before its turn", errorCode=exc.code)
     except TransferCallError as exc:
@@ -1038,13 +1056,13 @@ def verify_moves(api_client: Any, moved: Mapping[str, str], queue_id: str, wait:
     """
     outcome = {conversation_id: "not seen" for conversation_id in moved}
     deadline, pause = time.monotonic() + wait, POLL_INTERVAL / 2
-    while True:
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+    while True:  # no pause first: by the end of a batch, all but its last transfers have long landed
         for waiting in list_waiting_calls(api_client, queue_id):
             if moved.get(waiting.conversation_id, waiting.participant_id) != waiting.participant_id:
                 outcome[waiting.conversation_id] = "verified"
         if "not seen" not in outcome.values() or time.monotonic() >= deadline:
             break
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause *= 2
     for conversation_id, participant_id in moved.items():
         if outcome[conversation_id] == "not seen":
@@ -1064,9 +1082,9 @@ def run_bulk(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]
     """Move every voice call waiting in the source queue to the target queue; returns the exit code."""
     started = time.monotonic()
     source_is_id = is_uuid(settings.from_queue)
-    source_id, source_name = resolve_queue(api_client, settings.from_queue if source_is_id else None,
-                                           None if source_is_id else settings.from_queue)
-    target_id, target_name = resolve_queue(api_client, settings.queue_id, settings.queue_name)
+    source_id, source_name = queue_to_use(api_client, settings.from_queue if source_is_id else None,
+                                          None if source_is_id else settings.from_queue, settings.dry_run)
+    target_id, target_name = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
     if source_id == target_id:
         raise UsageError(f"--from-queue and the target are the same queue ({source_name}); choose another target")
     listed = list_waiting_calls(api_client, source_id)
@@ -1078,6 +1096,8 @@ def run_bulk(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]
         emit({**common, "conversationId": w.conversation_id, "participantId": w.participant_id,
               "status": "skipped", "reason": "already with an agent"})
     if not waiting:
+        if source_name == source_id:  # not looked up yet: is it empty, or not a queue at all?
+            source_name = resolve_queue(api_client, source_id, None)[1]
         raise NothingToTransfer(f"no voice calls are waiting in queue {source_name} ({source_id})")
     if settings.dry_run:
         for w in waiting:
@@ -1124,7 +1144,8 @@ def move_all(api_client: Any, waiting: list[WaitingCall], queue_id: str,
              concurrency: int) -> tuple[list[dict[str, Any]], bool]:
     """Transfer the calls, `concurrency` at a time; Ctrl-C stops new transfers and waits for those in flight.
 
-    Auth errors and an exhausted retry budget also stop the run: every further call would fail the same way.
+    Auth errors, an unknown target queue and an exhausted retry budget stop the run too: every
+    further call would fail the same way.
     """
     import concurrent.futures
 
@@ -1136,7 +1157,7 @@ def move_all(api_client: Any, waiting: list[WaitingCall], queue_id: str,
         if stop.is_set():
             return
         result = move_waiting_call(api_client, call_to_move, queue_id)
-        if isinstance(result.get("error"), (AuthError, Unavailable)):
+        if isinstance(result.get("error"), (AuthError, Unavailable, QueueNotFound)):
             stop.set()
         results[index] = result
         progress.record(result["status"])

@@ -348,6 +348,14 @@ class FakeOrg:
                                f"permission(s): [{listed}]", {"permissions": listed})
         return None
 
+    def _seconds(self, seconds: float) -> str:
+        """A wait as Genesys states it: whole seconds, rounded up, over its 60 s window.
+
+        A time-scaled org (rate_window below 60 s, for benchmarks) scales that granularity too.
+        """
+        step = self.rate_window / 60
+        return f"{max(step, math.ceil(seconds / step - 1e-9) * step):g}"
+
     def _rate_limit(self, token: str) -> Reply | None:
         calls = self._calls_by_token[token]
         moment = time.monotonic()
@@ -355,20 +363,20 @@ class FakeOrg:
             calls.popleft()
         if len(calls) >= self.rate_limit:
             self.rate_limited += 1
-            wait = max(1, math.ceil(calls[0] + self.rate_window - moment))
+            wait = self._seconds(calls[0] + self.rate_window - moment)
             reply = self._error(429, "too.many.requests.retry.after",
                                 f"Rate limit exceeded the maximum. Retry the request in [{wait}] seconds",
-                                {"retryAfter": str(wait)})
-            reply.headers["Retry-After"] = str(wait)
+                                {"retryAfter": wait})
+            reply.headers["Retry-After"] = wait
             return reply
         calls.append(moment)
         return None
 
     def _rate_headers(self, token: str) -> dict[str, str]:
         calls = self._calls_by_token[token]
-        reset = math.ceil(calls[0] + self.rate_window - time.monotonic()) if calls else math.ceil(self.rate_window)
+        reset = calls[0] + self.rate_window - time.monotonic() if calls else self.rate_window
         return {"inin-ratelimit-count": str(len(calls)), "inin-ratelimit-allowed": str(self.rate_limit),
-                "inin-ratelimit-reset": str(max(0, reset))}
+                "inin-ratelimit-reset": self._seconds(reset)}
 
     def _error_body(self, status: int, code: str, message: str,
                     params: dict[str, str] | None = None) -> tuple[dict[str, Any], str]:

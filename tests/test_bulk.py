@@ -113,7 +113,7 @@ def test_more_than_ten_calls_need_yes_when_not_on_a_terminal(run_inprocess, monk
     result = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow)
 
     assert result.code == 2
-    assert "this would move 11 calls from Support to Overflow; pass --yes" in result.err
+    assert f"this would move 11 calls from Support to {overflow}; pass --yes" in result.err
     assert org.transfers == []
 
 
@@ -159,6 +159,27 @@ def test_a_missing_transfer_permission_stops_the_run_early(run_inprocess) -> Non
     assert result.code == 3, result.err
     assert len(org.sent("POST", "/replace/queue")) <= 2
     assert result.out.count("not sent: the run stopped after an earlier error") >= 28
+
+
+def test_an_unknown_target_queue_id_stops_the_run_at_the_first_transfer(run_inprocess) -> None:
+    org, support, overflow, calls = evacuation_org(20)
+    unknown = "00000000-0000-4000-8000-000000000000"
+
+    result = run_inprocess(org, "--from-queue", support, "--queue-id", unknown, "--yes", "--concurrency", "1")
+
+    assert result.code == 4, result.err
+    assert len(org.sent("POST", "/replace/queue")) == 1 and org.transfers == []
+    assert "does not exist or is not visible" in result.out
+    assert result.out.count("not sent: the run stopped after an earlier error") == 19
+
+
+def test_an_unknown_source_queue_id_is_named_as_such(run_inprocess) -> None:
+    org, support, overflow, calls = evacuation_org(2)
+
+    result = run_inprocess(org, "--from-queue", "00000000-0000-4000-8000-000000000000", "--queue-id", overflow)
+
+    assert result.code == 4
+    assert "reading queue 00000000-0000-4000-8000-000000000000: not found" in result.err
 
 
 def test_some_failures_end_with_exit_7(run_inprocess) -> None:
