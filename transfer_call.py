@@ -517,6 +517,7 @@ class Transport:
         self._remaining: int | None = None
         self._reset_at = 0.0
         self._in_flight = 0
+        self._sent_seq = self._applied_seq = 0  # answers arrive out of order: apply only newer ones
 
     def request(self, options: Any) -> Response:
         import httpx
@@ -565,7 +566,7 @@ class Transport:
             return result
 
     def _send(self, options: Any, headers: dict[str, str]) -> httpx.Response:
-        self._wait_for_rate_limit()
+        seq = self._wait_for_rate_limit()
         try:
             if options.post_params:
                 response = self.client.request(options.method, options.url, headers=headers,
@@ -576,10 +577,10 @@ class Transport:
         finally:
             with self._lock:
                 self._in_flight -= 1
-        self._note_rate_limit(response)
+        self._note_rate_limit(response, seq)
         return response
 
-    def _wait_for_rate_limit(self) -> None:
+    def _wait_for_rate_limit(self) -> int:
         """Hold a request while the last answer said the token's request budget is spent.
 
         The limit (300 a minute per token by default) is shared by every request of the run, so
@@ -598,8 +599,10 @@ class Transport:
                 self._remaining -= 1
             self._in_flight += 1
             self.requests_sent += 1
+            self._sent_seq += 1
+            return self._sent_seq
 
-    def _note_rate_limit(self, response: httpx.Response) -> None:
+    def _note_rate_limit(self, response: httpx.Response, seq: int) -> None:
         with self._pace:
             if response.status_code == 429:
                 self.rate_limited += 1
@@ -611,6 +614,9 @@ class Transport:
                     reset = float(response.headers["inin-ratelimit-reset"])
                 except (KeyError, ValueError):
                     return
+                if seq < self._applied_seq:
+                    return  # an older request's view of the count: a newer one was already applied
+                self._applied_seq = seq
                 self._remaining = allowed - count - self._in_flight
                 self._reset_at = time.monotonic() + reset
             self._pace.notify_all()
