@@ -47,7 +47,7 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_WAIT = 10.0
 DEFAULT_RETRY_BUDGET = 60.0
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 20.0
+DEFAULT_TIMEOUT = 20.0       # read timeout of one request
 POLL_INTERVAL = 0.5          # between verification reads of the conversation
 ANALYTICS_RETRIES = 2        # extra details queries when analytics has not caught up yet
 ANALYTICS_RETRY_DELAY = 1.5
@@ -56,7 +56,7 @@ DEFAULT_CONCURRENCY = 4
 CONFIRM_ABOVE = 10           # a bulk run moving more calls than this needs a "yes"
 PAGE_SIZE = 100              # the details query's largest page
 PROGRESS_EVERY = 2.0         # seconds between progress lines of a bulk run
-TRANSIENT_STATUSES = frozenset({502, 503, 504})
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
 TRANSFER_PATH = "/api/v2/conversations/{cid}/participants/{pid}/replace/queue"
 SDK_PACKAGE = "PureCloudPlatformClientV2"
@@ -67,6 +67,7 @@ ENV_VARS = {
     "GENESYS_REGION": f"org region, e.g. us-east-1, eu-west-1 or mypurecloud.ie (default {DEFAULT_REGION})",
     "GENESYS_API_HOST": "base URL replacing the region's host for token and API (https, or http on loopback)",
     "GENESYS_RETRY_BUDGET": f"seconds a run may spend retrying 429/5xx/network errors (default {DEFAULT_RETRY_BUDGET:g})",
+    "GENESYS_TIMEOUT": f"seconds to wait for one answer before retrying (default {DEFAULT_TIMEOUT:g})",
     "TARGET_USER_ID": "agent whose connected call is moved (--user-id)",
     "TARGET_USER_EMAIL": "agent, by exact email (--user-email)",
     "TARGET_CONVERSATION_ID": "conversation to move (--conversation-id)",
@@ -172,6 +173,8 @@ class Settings:
     dry_run: bool = False
     wait: float = DEFAULT_WAIT
     retry_budget: float = DEFAULT_RETRY_BUDGET
+    timeout: float = DEFAULT_TIMEOUT
+    check: bool = False
     output_json: bool = False
 
 
@@ -288,12 +291,14 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     call_choices = [name for name, value in (("--user-id", user_id), ("--user-email", user_email),
                                              ("--conversation-id", conversation_id), ("--from-queue", from_queue))
                     if value]
-    if not call_choices:
+    if args.check:
+        pass  # --check probes what the chosen mode needs, or everything when none is chosen
+    elif not call_choices:
         problems.append("say which call to move: --user-id, --user-email or --conversation-id "
                         "(or --from-queue for every call waiting in a queue)")
     elif len(call_choices) > 1:
         problems.append(f"give only one of {' / '.join(call_choices)}")
-    if not queue_id and not queue_name:
+    if not queue_id and not queue_name and not args.check:
         problems.append("say where to move it: --queue-id or --queue-name")
     elif queue_id and queue_name:
         problems.append("give only one of --queue-id / --queue-name")
@@ -303,15 +308,19 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     if user_email and "@" not in user_email:
         problems.append(f"--user-email {user_email!r} is not an email address")
 
-    retry_budget = DEFAULT_RETRY_BUDGET
-    budget_text = pick(args.retry_budget, "GENESYS_RETRY_BUDGET")
-    if budget_text:
+    def seconds(flag_value: str | None, variable: str, default: float, minimum: float) -> float:
+        text = pick(flag_value, variable)
         try:
-            retry_budget = float(budget_text)
-            if retry_budget < 0:
+            value = float(text) if text else default
+            if not value >= minimum:  # also refuses nan
                 raise ValueError
+            return value
         except ValueError:
-            problems.append(f"GENESYS_RETRY_BUDGET {budget_text!r} must be a number of seconds >= 0")
+            problems.append(f"{variable} {text!r} must be a number of seconds >= {minimum:g}")
+            return default
+
+    retry_budget = seconds(args.retry_budget, "GENESYS_RETRY_BUDGET", DEFAULT_RETRY_BUDGET, 0)
+    timeout = seconds(args.timeout, "GENESYS_TIMEOUT", DEFAULT_TIMEOUT, 0.1)
     if args.wait < 0:
         problems.append("--wait must be >= 0")
     if args.limit is not None and args.limit < 1:
@@ -328,8 +337,9 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     conversation_id=conversation_id and conversation_id.lower(),
                     queue_id=queue_id and queue_id.lower(), queue_name=queue_name,
                     from_queue=from_queue and (from_queue.lower() if is_uuid(from_queue) else from_queue),
-                    limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run, wait=args.wait, retry_budget=retry_budget,
-                    output_json=args.json)
+                    limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run,
+                    wait=args.wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json,
+                    check=args.check)
 
 
 # --- pure helpers: picking participants, building requests, describing results -------------
@@ -535,7 +545,8 @@ class Transport:
             try:
                 response = self._send(options, headers)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                # A connect error or connect timeout means nothing reached Genesys: safe to resend.
+                # Resending could double an action only for the transfer POST: every other request
+                # reads. A connect error or connect timeout means nothing reached Genesys at all.
                 never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 if is_transfer and not never_sent:
                     raise OutcomeUnknown(f"the transfer request failed with {type(exc).__name__}; "
@@ -546,10 +557,11 @@ class Transport:
             status = response.status_code
             log.debug("%s %s -> %d (%.0f ms)", options.method, path, status, (time.monotonic() - started) * 1000)
             if status == 401 and not is_token_request and not reauthenticated and self.reauthenticate:
+                # A 401 is decided before the request is processed: resending cannot double it.
                 reauthenticated = True
                 headers["Authorization"] = f"Bearer {self.reauthenticate()}"
                 continue
-            if status == 429:
+            if status == 429:  # Genesys: a 429 request was not processed, so it is safe to resend
                 self._wait_to_retry(retry_after(response, attempt), f"{options.method} {path}: rate limited (429)",
                                     time.monotonic() - started)
                 continue
@@ -559,6 +571,11 @@ class Transport:
             if status in TRANSIENT_STATUSES:
                 self._wait_to_retry(backoff(attempt), f"{options.method} {path}: HTTP {status}",
                                     time.monotonic() - started)
+                continue
+            if 200 <= status <= 205 and not is_transfer and not is_json(response.text):
+                # A proxy's page or a cut-off body; Genesys always answers reads with JSON.
+                self._wait_to_retry(backoff(attempt), f"{options.method} {path}: answered {status} without "
+                                    "valid JSON", time.monotonic() - started)
                 continue
             result = Response(response)
             if not 200 <= status <= 205:
@@ -636,6 +653,14 @@ class Transport:
             self._pace.notify_all()
 
 
+def is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+        return True
+    except ValueError:
+        return False
+
+
 def backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: up to 0.5, 1, 2, 4 ... 16 s."""
     return random.uniform(0.1, min(16.0, 0.5 * 2 ** (attempt - 1)))
@@ -691,7 +716,7 @@ def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = 
         def request(self, options: Any) -> Response:
             return self.transport.request(options)
 
-    timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
+    timeout = httpx.Timeout(settings.timeout, connect=min(CONNECT_TIMEOUT, settings.timeout))
     # Loading the CA bundle takes ~30 ms; plain http (allowed only to loopback) never uses it.
     verify = urllib.parse.urlsplit(settings.base_url).scheme == "https"
     client = httpx.Client(transport=transport, timeout=timeout, verify=verify,
@@ -733,6 +758,8 @@ def api_error(exc: Any, action: str) -> TransferCallError:
                          f"(and the queue's division){ref}", code=code)
     if status == 404:
         return NothingToTransfer(f"{action}: not found ({message}){ref}", code=code)
+    if status >= 500:
+        return Unavailable(f"{action}: Genesys Cloud answered {status} {code}; try again later{ref}", code=code)
     return TransferRefused(f"{action}: Genesys Cloud answered {status} {code}: {message}{ref}", code=code)
 
 
@@ -883,7 +910,8 @@ def transfer_to_queue(api_client: Any, conversation_id: str, participant_id: str
             return
         except OutcomeUnknown as exc:
             if attempt == 2:
-                raise Unavailable(f"{action}: {exc} twice; check the call before running again") from None
+                raise Unavailable(f"{action}: no clear answer twice ({exc}); check the call, then try again "
+                                  "later") from None
             log.warning("%s: %s; checking the conversation before deciding", action, exc)
             if participant_left(api_client, conversation_id, participant_id, SETTLE_TIME):
                 return
@@ -1203,6 +1231,66 @@ def bulk_exit_code(results: list[dict[str, Any]], settings: Settings, interrupte
     return error.exit_code if error else ExitCode.PARTIAL
 
 
+NIL_ID = "00000000-0000-4000-8000-000000000000"  # no conversation, queue or user has this id
+
+
+def check_permissions(api_client: Any, settings: Settings) -> list[dict[str, str]]:
+    """Probe each permission the chosen mode needs (all, when none is chosen) without changing anything.
+
+    Reads that need a permission answer 403 without it; reading an id that does not exist
+    answers 404 when the permission is there. The transfer itself cannot be probed without
+    sending a transfer, so it is reported "unknown".
+    """
+    sdk = load_sdk()
+    mode_given = any((settings.user_id, settings.user_email, settings.conversation_id, settings.from_queue))
+    needs_analytics = not mode_given or settings.user_id or settings.user_email or settings.from_queue
+    routing, analytics = sdk.RoutingApi(api_client), sdk.AnalyticsApi(api_client)
+    probes: list[tuple[str, str, Callable[[], Any] | None, str]] = [  # (permission, for, probe, note on 404)
+        ("conversation:communication:view", "reading the call and verifying the transfer",
+         lambda: sdk.ConversationsApi(api_client).get_conversation(NIL_ID), ""),
+        ("conversation:communication:blindTransferQueue", "the transfer (or ...:blindTransfer)", None, ""),
+    ]
+    if needs_analytics:
+        now = dt.datetime.now(dt.timezone.utc)
+        last_minute = {**details_query({"mediaType": "voice"}, now, order="desc", page_size=1),
+                       "interval": f"{iso(now - dt.timedelta(minutes=1))}/{iso(now)}"}
+        probes.append(("analytics:conversationDetail:view", "finding an agent's call, listing a queue's calls",
+                       lambda: analytics.post_analytics_conversations_details_query(last_minute), ""))
+    probes.append(("routing:queue:view", "looking up and checking queues",
+                   (lambda: routing.get_routing_queue(settings.queue_id)) if settings.queue_id else
+                   (lambda: routing.get_routing_queues(name=settings.queue_name or "*", page_size=1)),
+                   f"but queue {settings.queue_id} was not found: check the id and the role's divisions"))
+    if not mode_given or settings.user_email:
+        email = settings.user_email or "nobody@invalid.example"
+        probes.append(("directory:user:view", "--user-email",
+                       lambda: sdk.UsersApi(api_client).post_users_search(
+                           {"query": [{"type": "EXACT", "fields": ["email"], "value": email}]}), ""))
+    rows = []
+    for permission, needed_for, probe, note_on_404 in probes:
+        result, note = "unknown", "cannot be checked without sending a transfer"
+        if probe is not None:
+            try:
+                probe()
+                result, note = "ok", ""
+            except sdk.rest.ApiException as exc:
+                status, code, message, _ = error_details(exc)
+                if status == 401:
+                    raise api_error(exc, "checking permissions") from None
+                result, note = {403: ("missing", f"{code}: add it to the OAuth client's role"),
+                                404: ("ok", note_on_404)}.get(status, ("unknown", f"answered {status} {code}"))
+        rows.append({"permission": permission, "neededFor": needed_for, "result": result, "note": note})
+    return rows
+
+
+def format_check(rows: list[dict[str, str]], as_json: bool) -> str:
+    if as_json:
+        return "\n".join(json.dumps(row, sort_keys=True) for row in rows)
+    lines = [f"{'permission':<47}{'needed for':<50}result"]
+    lines += [f"{r['permission']:<47}{r['neededFor']:<50}{r['result']}{'  (' + r['note'] + ')' if r['note'] else ''}"
+              for r in rows]
+    return "\n".join(lines)
+
+
 # --- command line --------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1242,6 +1330,10 @@ environment variables (flags win; then the environment; then .env):
                         help=f"how long to verify the transfer (default {DEFAULT_WAIT:g}; 0 = do not verify)")
     parser.add_argument("--retry-budget", metavar="SECONDS",
                         help=f"time to spend retrying 429/5xx/network errors (default {DEFAULT_RETRY_BUDGET:g})")
+    parser.add_argument("--timeout", metavar="SECONDS",
+                        help=f"wait this long for one answer before retrying (default {DEFAULT_TIMEOUT:g})")
+    parser.add_argument("--check", action="store_true",
+                        help="check the OAuth client's permissions for the chosen mode (or all); change nothing")
     parser.add_argument("--env-file", metavar="PATH", help="read variables from PATH instead of ./.env")
     parser.add_argument("--json", action="store_true", help="print one JSON object per call on stdout")
     verbosity = parser.add_mutually_exclusive_group()
@@ -1273,6 +1365,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = resolve_settings(args, os.environ)
         api_client = make_api_client(settings)
         authenticate(api_client, settings)
+        if settings.check:
+            rows = check_permissions(api_client, settings)
+            print(format_check(rows, args.json), flush=True)
+            missing = [r["permission"] for r in rows if r["result"] == "missing"]
+            if missing:
+                log.error("error: the OAuth client's role lacks %s; add %s and run --check again",
+                          ", ".join(missing), "it" if len(missing) == 1 else "them")
+                return ExitCode.AUTH
+            return ExitCode.OK
         if settings.from_queue:
             return run_bulk(api_client, settings, emit)
         run_single(api_client, settings, emit)

@@ -95,3 +95,13 @@ def test_resolving_settings_does_not_import_the_sdk() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(transfer_call.__file__).parent)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_timeout_comes_from_flag_or_environment_and_must_be_positive() -> None:
+    env = {**BASE_ENV, "TARGET_QUEUE_ID": QUEUE_A}
+    assert resolve([], env).timeout == transfer_call.DEFAULT_TIMEOUT
+    assert resolve([], {**env, "GENESYS_TIMEOUT": "2.5"}).timeout == 2.5
+    assert resolve(["--timeout", "4"], {**env, "GENESYS_TIMEOUT": "2.5"}).timeout == 4
+    for bad in ("0", "-1", "nan", "soon"):
+        with pytest.raises(UsageError, match="GENESYS_TIMEOUT"):
+            resolve(["--timeout", bad], env)

@@ -1,0 +1,59 @@
+"""--check: probes only what the chosen mode needs, changes nothing, and names what is missing."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import Scenario
+
+
+def rows(out: str) -> dict[str, dict]:
+    return {row["permission"]: row for row in map(json.loads, out.splitlines())}
+
+
+def test_check_probes_everything_without_a_mode_and_changes_nothing(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+
+    result = run_inprocess(org, "--check", "--json")
+
+    assert result.code == 0, result.err
+    found = rows(result.out)
+    assert {name: row["result"] for name, row in found.items()} == {
+        "conversation:communication:view": "ok", "conversation:communication:blindTransferQueue": "unknown",
+        "analytics:conversationDetail:view": "ok", "routing:queue:view": "ok", "directory:user:view": "ok"}
+    assert org.transfers == [] and org.sent("POST", "/replace/queue") == []
+    [query] = [r["body"] for r in org.sent("POST", "/details/query")]
+    assert query["paging"]["pageSize"] == 1  # a minute, one row: cheap
+
+
+def test_check_for_a_conversation_probes_only_what_that_mode_needs(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    org.permissions.discard("analytics:conversationDetail:view")  # not needed by --conversation-id
+
+    result = run_inprocess(org, "--check", "--json", "--conversation-id", scenario.waiting_call,
+                           "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert set(rows(result.out)) == {"conversation:communication:view", "conversation:communication:blindTransferQueue",
+                                     "routing:queue:view"}
+    assert org.sent("GET", f"/routing/queues/{scenario.billing}")
+
+
+def test_check_names_each_missing_permission_and_exits_3(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    org.permissions -= {"conversation:communication:view", "directory:user:view"}
+
+    result = run_inprocess(org, "--check")
+
+    assert result.code == 3
+    table = result.out.splitlines()
+    assert table[0].split() == ["permission", "needed", "for", "result"]
+    assert any(line.startswith("conversation:communication:view") and "missing" in line for line in table)
+    assert "lacks conversation:communication:view, directory:user:view; add them" in result.err
+
+
+def test_check_warns_of_a_target_queue_that_is_not_there(scenario: Scenario, run_inprocess) -> None:
+    result = run_inprocess(scenario.org, "--check", "--queue-id", "00000000-0000-4000-8000-00000000000a")
+
+    assert result.code == 0
+    assert "but queue 00000000-0000-4000-8000-00000000000a was not found" in result.out
