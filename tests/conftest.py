@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import transfer_call  # noqa: E402
-from fake_org import FakeOrg, serve  # noqa: E402
+from fake_org import FakeOrg, Scenario, build_scenario, serve  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent.parent / "transfer_call.py"
 
@@ -32,24 +32,9 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-@dataclasses.dataclass
-class Scenario:
-    """A fake org with two queues, an agent on a call from Support, and a call waiting in Support."""
-
-    org: FakeOrg
-    support: str
-    billing: str
-    agent: str
-    agent_call: str
-    waiting_call: str
-
-
 @pytest.fixture
 def scenario() -> Scenario:
-    org = FakeOrg()
-    support, billing = org.add_queue("Support"), org.add_queue("Billing Overflow")
-    agent = org.add_user("Ada Agent", "ada@example.com")
-    return Scenario(org, support, billing, agent, org.add_agent_call(agent, support), org.add_waiting_call(support))
+    return build_scenario()
 
 
 @dataclasses.dataclass

@@ -529,6 +529,30 @@ class FakeOrg:
         return self._json(result)
 
 
+@dataclasses.dataclass
+class Scenario:
+    """A fake org with two queues, an agent on a call from Support, and a call waiting in Support."""
+
+    org: FakeOrg
+    support: str
+    billing: str
+    agent: str
+    agent_call: str
+    waiting_call: str
+
+    def fill(self, text: str) -> str:
+        """Put this scenario's ids into a template such as "--user-id {agent}"."""
+        return text.format(support=self.support, billing=self.billing, agent=self.agent,
+                           agent_call=self.agent_call, waiting=self.waiting_call)
+
+
+def build_scenario(**options: Any) -> Scenario:
+    org = FakeOrg(**options)
+    support, billing = org.add_queue("Support"), org.add_queue("Billing Overflow")
+    agent = org.add_user("Ada Agent", "ada@example.com")
+    return Scenario(org, support, billing, agent, org.add_agent_call(agent, support), org.add_waiting_call(support))
+
+
 @contextlib.contextmanager
 def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
     """Serve the org over HTTP on 127.0.0.1 (port 0: a free one); yields the base URL."""
@@ -576,18 +600,16 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
 
 def demo(port: int) -> None:
     """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with."""
-    org = FakeOrg(transfer_delay=0.3, latency=0.05)
-    support, billing = org.add_queue("Support"), org.add_queue("Billing Overflow")
-    agent = org.add_user("Ada Agent", "ada@example.com")
-    agent_call = org.add_agent_call(agent, support)
-    waiting = [org.add_waiting_call(support) for _ in range(12)]
+    scenario = build_scenario(transfer_delay=0.3, latency=0.05)
+    org = scenario.org
+    waiting = [scenario.waiting_call, *(org.add_waiting_call(scenario.support) for _ in range(11))]
     with serve(org, port) as base_url:
         print(f"fake Genesys Cloud org on {base_url} (Ctrl-C to stop)\n"
               f"export GENESYS_API_HOST={base_url}\n"
               f"export GENESYS_CLIENT_ID={org.client_id}\n"
               f"export GENESYS_CLIENT_SECRET={org.client_secret}\n"
-              f"# agent Ada Agent (ada@example.com) {agent} is on call {agent_call} from Support\n"
-              f"# queues: Support {support}, Billing Overflow {billing}\n"
+              f"# agent Ada Agent (ada@example.com) {scenario.agent} is on call {scenario.agent_call} from Support\n"
+              f"# queues: Support {scenario.support}, Billing Overflow {scenario.billing}\n"
               f"# calls waiting in Support: {' '.join(waiting)}", flush=True)
         try:
             while True:

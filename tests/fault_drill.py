@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_org import FakeOrg, serve  # noqa: E402
+from fake_org import Scenario, build_scenario, serve  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent.parent / "transfer_call.py"
 BUDGET = 2.5        # GENESYS_RETRY_BUDGET of every case
@@ -35,29 +35,15 @@ NOWHERE = "api.nowhere.example"  # the DNS-failure case makes name lookups of th
 
 
 @dataclasses.dataclass
-class Ids:
-    org: FakeOrg
-    support: str
-    billing: str
-    agent: str
-    agent_call: str
-    waiting_call: str
-
-    def fill(self, text: str) -> str:
-        return text.format(support=self.support, billing=self.billing, agent=self.agent,
-                           agent_call=self.agent_call, waiting=self.waiting_call)
-
-
-@dataclasses.dataclass
 class Case:
     name: str
     argv: list[str]
     code: int
     message: str                                  # in the one error line, or in stdout when code is 0
-    setup: Callable[[Ids], None] | None = None
+    setup: Callable[[Scenario], None] | None = None
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     transfers: int | None = None                  # transfers the org accepted, when it matters
-    state: Callable[[Ids], bool] | None = None    # anything else the org must show afterwards
+    state: Callable[[Scenario], bool] | None = None    # anything else the org must show afterwards
     host: str | None = None                       # GENESYS_API_HOST instead of the served org
     dns_fails: bool = False
 
@@ -70,13 +56,6 @@ class Outcome:
     leaked: bool
     over_time: bool
     seconds: float
-
-
-def build_org() -> Ids:
-    org = FakeOrg()
-    support, billing = org.add_queue("Support"), org.add_queue("Billing Overflow")
-    agent = org.add_user("Ada Agent", "ada@example.com")
-    return Ids(org, support, billing, agent, org.add_agent_call(agent, support), org.add_waiting_call(support))
 
 
 # --- ways to break the org -------------------------------------------------------------------
@@ -92,36 +71,36 @@ BY_AGENT = ["--user-id", "{agent}", "--queue-name", "Billing Overflow"]
 WAITING = ["--conversation-id", "{waiting}", "--queue-id", "{billing}"]
 
 
-def fault(endpoint: str, status: int = 503, **options: Any) -> Callable[[Ids], None]:
+def fault(endpoint: str, status: int = 503, **options: Any) -> Callable[[Scenario], None]:
     method, path = ENDPOINTS[endpoint]
     return lambda ids: ids.org.inject(method, path, status, **options)
 
 
-def when(endpoint: str, action: Callable[[Ids], None]) -> Callable[[Ids], None]:
+def when(endpoint: str, action: Callable[[Scenario], None]) -> Callable[[Scenario], None]:
     method, path = ENDPOINTS[endpoint]
     return lambda ids: ids.org.when(method, path, lambda org: action(ids))
 
 
-def moved_once(ids: Ids) -> bool:
+def moved_once(ids: Scenario) -> bool:
     return ids.org.queue_of(ids.agent_call) == ids.billing and len(ids.org.transfers) == 1
 
 
-def nothing_sent(ids: Ids) -> bool:
+def nothing_sent(ids: Scenario) -> bool:
     return ids.org.requests == []
 
 
-def ended_during_verification(ids: Ids) -> None:
+def ended_during_verification(ids: Scenario) -> None:
     ids.org.transfer_delay = 60
     sent: list[int] = []
     ids.org.when("POST", r"/replace/queue$", lambda org: sent.append(1))
     ids.org.when("GET", r"^/api/v2/conversations/", lambda org: sent and org.end_call(ids.agent_call), times=None)
 
 
-def delete_target_queue(ids: Ids) -> None:
+def delete_target_queue(ids: Scenario) -> None:
     ids.org.when("POST", r"/replace/queue$", lambda org: org.queues.pop(ids.billing))
 
 
-def decorate_conversations(ids: Ids) -> None:
+def decorate_conversations(ids: Scenario) -> None:
     for conversation in ids.org.conversations.values():
         conversation["futureField"] = {"nested": [1, 2]}
         for participant in conversation["participants"]:
@@ -129,7 +108,7 @@ def decorate_conversations(ids: Ids) -> None:
             participant["calls"][0]["brandNew"] = True
 
 
-def strip_optional_fields(ids: Ids) -> None:
+def strip_optional_fields(ids: Scenario) -> None:
     for conversation in ids.org.conversations.values():
         conversation.pop("recordingState", None)
         for participant in conversation["participants"]:
@@ -140,14 +119,14 @@ def strip_optional_fields(ids: Ids) -> None:
                     call.pop(key, None)
 
 
-def busy_bulk(ids: Ids) -> None:
+def busy_bulk(ids: Scenario) -> None:
     calls = [ids.org.add_waiting_call(ids.support) for _ in range(14)]
     ids.org.when("POST", f"/conversations/{calls[2]}/participants", lambda org: org.answer(calls[2], ids.agent))
     ids.org.inject("POST", f"/conversations/{calls[5]}/participants", 503, process=True)
     ids.org.inject("POST", r"/replace/queue$", 429, retry_after=1)
 
 
-def bulk_moved_each_once(ids: Ids) -> bool:
+def bulk_moved_each_once(ids: Scenario) -> bool:
     waiting = [c for c, conv in ids.org.conversations.items() if c != ids.agent_call]
     counts = collections.Counter(t["conversationId"] for t in ids.org.transfers)
     return all(counts[c] == 1 and ids.org.queue_of(c) == ids.billing
@@ -277,7 +256,7 @@ def command(case: Case, argv: list[str]) -> list[str]:
 
 
 def run_case(case: Case) -> Outcome:
-    ids = build_org()
+    ids = build_scenario()
     if case.setup:
         case.setup(ids)
     org = ids.org
