@@ -5,7 +5,8 @@ Find the call by agent (--user-id / --user-email) or by conversation (--conversa
 replace the agent's (or the waiting call's queue) participant with the target queue
 (--queue-id / --queue-name) through POST /api/v2/conversations/{id}/participants/{id}/replace/queue,
 then re-read the conversation until the call is seen waiting in the target queue. With
---from-queue, every voice call waiting in a queue moves, paced by the org's rate limit.
+--from-queue, every voice call waiting in a queue moves, paced by the org's rate limit;
+--check probes the OAuth client's permissions without changing anything.
 
 Credentials come from GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (an OAuth client-credentials
 client); the org from GENESYS_REGION or GENESYS_API_HOST. Flags win over the environment, which
@@ -21,6 +22,7 @@ import collections
 import dataclasses
 import datetime as dt
 import enum
+import functools
 import importlib.util
 import ipaddress
 import json
@@ -269,10 +271,10 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
 
     api_host = pick(None, "GENESYS_API_HOST")
     region = pick(None, "GENESYS_REGION") or DEFAULT_REGION
-    base_url = ""
     if api_host:
         problem = check_base_url(api_host)
-        problems.extend([problem] if problem else [])
+        if problem:
+            problems.append(problem)
         base_url = api_host.rstrip("/")
     else:
         hosts = region_hosts()
@@ -291,17 +293,16 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     call_choices = [name for name, value in (("--user-id", user_id), ("--user-email", user_email),
                                              ("--conversation-id", conversation_id), ("--from-queue", from_queue))
                     if value]
-    if args.check:
-        pass  # --check probes what the chosen mode needs, or everything when none is chosen
-    elif not call_choices:
+    # --check needs neither: it probes what the chosen mode needs, or everything when none is chosen.
+    if len(call_choices) > 1:
+        problems.append(f"give only one of {' / '.join(call_choices)}")
+    elif not call_choices and not args.check:
         problems.append("say which call to move: --user-id, --user-email or --conversation-id "
                         "(or --from-queue for every call waiting in a queue)")
-    elif len(call_choices) > 1:
-        problems.append(f"give only one of {' / '.join(call_choices)}")
-    if not queue_id and not queue_name and not args.check:
-        problems.append("say where to move it: --queue-id or --queue-name")
-    elif queue_id and queue_name:
+    if queue_id and queue_name:
         problems.append("give only one of --queue-id / --queue-name")
+    elif not queue_id and not queue_name and not args.check:
+        problems.append("say where to move it: --queue-id or --queue-name")
     for flag, value in (("--user-id", user_id), ("--conversation-id", conversation_id), ("--queue-id", queue_id)):
         if value and not is_uuid(value):
             problems.append(f"{flag} {value!r} is not an id (expected a UUID such as 3fa85f64-5717-4562-b3fc-2c963f66afa6)")
@@ -410,6 +411,10 @@ def describe_participants(conversation: Any) -> str:
     return "; ".join(parts) or "no participants"
 
 
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
 def details_query(dimensions: Mapping[str, str], now: dt.datetime, *, order: str,
                   page: int = 1, page_size: int = 25) -> dict[str, Any]:
     """An analytics details query for open conversations with an open voice segment matching `dimensions`.
@@ -453,15 +458,12 @@ def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
             open_segments = [segment for session in participant.sessions or [] if session.media_type == "voice"
                              for segment in session.segments or [] if segment.segment_end is None]
             if participant.purpose == "acd" and any(seg.queue_id == queue_id for seg in open_segments):
-                leg = (participant.participant_id, min(seg.segment_start for seg in open_segments))
+                leg = (participant.participant_id,
+                       min((seg.segment_start for seg in open_segments if seg.segment_start), default=None))
             answered = answered or (participant.purpose == "agent" and bool(open_segments))
         if leg:
             found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered))
     return found
-
-
-def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def transfer_body(queue_id: str) -> dict[str, str]:
@@ -505,7 +507,8 @@ class Transport:
     """Sends the SDK's requests through httpx, retrying what is safe to retry within one budget.
 
     - 429: the request was not processed (Genesys says so), so wait Retry-After and resend.
-    - 502/503/504, timeouts, dropped connections: resend reads and queries with backoff.
+    - 500/502/503/504, answers that are not JSON, timeouts, dropped connections: resend reads
+      and queries with backoff.
     - The transfer POST is different: after a 5xx or a timeout it may have been processed, so
       it raises OutcomeUnknown and the caller reads the conversation before deciding anything.
     - 401 on an API call: fetch a new token once and resend (tokens expire mid-run).
@@ -684,20 +687,15 @@ def describe_network_error(exc: Exception) -> str:
 
 # --- the SDK and the API calls -------------------------------------------------------------
 
-_sdk_module = None
-
-
+@functools.cache
 def load_sdk() -> Any:
     """Import the Genesys Cloud SDK on first use (it takes about 2 s) and silence its own logger."""
-    global _sdk_module
-    if _sdk_module is None:
-        import PureCloudPlatformClientV2 as sdk
+    import PureCloudPlatformClientV2 as sdk
 
-        # The SDK's logger writes request headers (the bearer token) when a user's
-        # ~/.genesyscloudpython/config turns it on; this tool must never log a token.
-        logging.getLogger(SDK_PACKAGE).disabled = True
-        _sdk_module = sdk
-    return _sdk_module
+    # The SDK's logger writes request headers (the bearer token) when a user's
+    # ~/.genesyscloudpython/config turns it on; this tool must never log a token.
+    logging.getLogger(SDK_PACKAGE).disabled = True
+    return sdk
 
 
 def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = None,
@@ -783,7 +781,7 @@ def authenticate(api_client: Any, settings: Settings) -> None:
             status, code, _, _ = error_details(exc)
             # Reworded, never echoed: the token endpoint's answer is not ours to print.
             if status in (400, 401, 403):
-                raise AuthError(f"authentication failed (HTTP {status} {code or ''}); check GENESYS_CLIENT_ID "
+                raise AuthError(f"authentication failed (HTTP {status}{' ' + code if code else ''}); check GENESYS_CLIENT_ID "
                                 "and GENESYS_CLIENT_SECRET, and that the OAuth client uses the Client "
                                 "Credentials grant in this region", code=code) from None
             raise Unavailable(f"the token endpoint answered HTTP {status}; try again later", code=code) from None
@@ -807,14 +805,15 @@ def find_user_by_email(api_client: Any, email: str) -> str:
     return ids[0]
 
 
-def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None, check: bool) -> tuple[str, str]:
-    """(id, label) of a queue: looked up when named or when `check`; an id alone is taken as given.
+def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None,
+                 check: bool) -> tuple[str, str | None]:
+    """(id, name) of a queue: looked up when named or when `check`; an id alone is taken as given (no name).
 
     Skipping the lookup saves a request, and a wrong id still ends the run clearly: the transfer
     answers conversations.error.queue.not.found before anything moves.
     """
     if queue_id and not check:
-        return queue_id, queue_id
+        return queue_id, None
     return resolve_queue(api_client, queue_id, queue_name)
 
 
@@ -975,8 +974,7 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
 def run_single(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]], None]) -> None:
     """Find the call, transfer it once, verify it; emit one result record (also on failure after the call is known)."""
     started = time.monotonic()
-    queue_id, queue_label = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
-    queue_name = queue_label if queue_label != queue_id else None
+    queue_id, queue_name = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
     conversation, participant = find_call(api_client, settings)
     result: dict[str, Any] = {
         "conversationId": conversation.id, "participantId": participant.id, "queueId": queue_id,
@@ -1120,9 +1118,11 @@ def run_bulk(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]
                                           None if source_is_id else settings.from_queue, settings.dry_run)
     target_id, target_name = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
     if source_id == target_id:
-        raise UsageError(f"--from-queue and the target are the same queue ({source_name}); choose another target")
+        raise UsageError(f"--from-queue and the target are the same queue ({source_name or source_id}); "
+                         "choose another target")
     listed = list_waiting_calls(api_client, source_id)
     common = {"queueId": target_id, "queueName": target_name, "fromQueueId": source_id, "verified": False}
+    target_name = target_name or target_id  # for messages
     now = dt.datetime.now(dt.timezone.utc)
     answered = [w for w in listed if w.answered]
     waiting = [w for w in listed if not w.answered][:settings.limit]
@@ -1130,9 +1130,10 @@ def run_bulk(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]
         emit({**common, "conversationId": w.conversation_id, "participantId": w.participant_id,
               "status": "skipped", "reason": "already with an agent"})
     if not waiting:
-        if source_name == source_id:  # not looked up yet: is it empty, or not a queue at all?
+        if source_name is None:  # not looked up: is it empty, or not a queue at all?
             source_name = resolve_queue(api_client, source_id, None)[1]
         raise NothingToTransfer(f"no voice calls are waiting in queue {source_name} ({source_id})")
+    source_name = source_name or source_id  # for messages
     if settings.dry_run:
         for w in waiting:
             path = TRANSFER_PATH.format(cid=w.conversation_id, pid=w.participant_id)
@@ -1282,6 +1283,17 @@ def check_permissions(api_client: Any, settings: Settings) -> list[dict[str, str
     return rows
 
 
+def run_check(api_client: Any, settings: Settings) -> ExitCode:
+    """Print the permission table; exit 3 when the role lacks any permission the mode needs."""
+    rows = check_permissions(api_client, settings)
+    print(format_check(rows, settings.output_json), flush=True)
+    missing = [r["permission"] for r in rows if r["result"] == "missing"]
+    if missing:
+        raise AuthError(f"the OAuth client's role lacks {', '.join(missing)}; add "
+                        f"{'it' if len(missing) == 1 else 'them'} and run --check again")
+    return ExitCode.OK
+
+
 def format_check(rows: list[dict[str, str]], as_json: bool) -> str:
     if as_json:
         return "\n".join(json.dumps(row, sort_keys=True) for row in rows)
@@ -1366,14 +1378,7 @@ def main(argv: list[str] | None = None) -> int:
         api_client = make_api_client(settings)
         authenticate(api_client, settings)
         if settings.check:
-            rows = check_permissions(api_client, settings)
-            print(format_check(rows, args.json), flush=True)
-            missing = [r["permission"] for r in rows if r["result"] == "missing"]
-            if missing:
-                log.error("error: the OAuth client's role lacks %s; add %s and run --check again",
-                          ", ".join(missing), "it" if len(missing) == 1 else "them")
-                return ExitCode.AUTH
-            return ExitCode.OK
+            return run_check(api_client, settings)
         if settings.from_queue:
             return run_bulk(api_client, settings, emit)
         run_single(api_client, settings, emit)
