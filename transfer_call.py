@@ -916,8 +916,7 @@ def transfer_to_queue(api_client: Any, conversation_id: str, participant_id: str
                 return
             log.warning("%s: participant %s is still on the call; sending the transfer again", action, participant_id)
         except sdk.rest.ApiException as exc:
-            status, code, message, _ = error_details(exc)
-            if attempt == 2 and code == "conversations.error.transfer.not.connected":
+            if attempt == 2 and error_details(exc)[1] == "conversations.error.transfer.not.connected":
                 return  # the first POST did go through: the participant is already replaced
             raise transfer_error(exc, action, queue_id) from None
 
@@ -943,7 +942,7 @@ def transfer_error(exc: Any, action: str, queue_id: str) -> TransferCallError:
                                  code=code)
     if code == "conversations.error.queue.not.found":
         return QueueNotFound(f"{action}: queue {queue_id} does not exist or is not visible to this OAuth "
-                                 f"client; check --queue-id and the role's divisions{ref}", code=code)
+                             f"client; check --queue-id and the role's divisions{ref}", code=code)
     if status == 404:
         return NothingToTransfer(f"{action}: the conversation or participant is gone; the call ended{ref}", code=code)
     return api_error(exc, action)
@@ -956,8 +955,10 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
     The transfer API answers 202 and works asynchronously, so the answer alone proves nothing.
     """
     deadline = time.monotonic() + wait
+    pause = POLL_INTERVAL / 2  # the first read comes sooner: most transfers land within a moment
     while True:
-        time.sleep(min(POLL_INTERVAL / 2, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = POLL_INTERVAL
         conversation = get_conversation(api_client, conversation_id)
         if transfer_landed(conversation, participant_id, queue_id):
             return
@@ -968,7 +969,6 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
             raise TransferRefused(f"transfer of conversation {conversation_id} to queue {queue_id} was accepted "
                                   f"but not seen within {wait:g}s; last seen: {describe_participants(conversation)}; "
                                   "check the call before running again, or raise --wait")
-        time.sleep(POLL_INTERVAL / 2)
 
 
 def run_single(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]], None]) -> None:
@@ -1150,8 +1150,9 @@ def run_bulk(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]
     results, interrupted = move_all(api_client, waiting, target_id, settings.concurrency)
     moved = {r["conversationId"]: r["participantId"] for r in results if r["status"] == "transferred"}
     if moved and settings.wait > 0 and not interrupted:
+        by_conversation = {r["conversationId"]: r for r in results}
         for conversation_id, seen in verify_moves(api_client, moved, target_id, settings.wait).items():
-            result = next(r for r in results if r["conversationId"] == conversation_id)
+            result = by_conversation[conversation_id]
             if seen == "verified":
                 result["verified"] = True
             elif seen == "ended":
@@ -1274,7 +1275,7 @@ def check_permissions(api_client: Any, settings: Settings) -> list[dict[str, str
                 probe()
                 result, note = "ok", ""
             except sdk.rest.ApiException as exc:
-                status, code, message, _ = error_details(exc)
+                status, code, _, _ = error_details(exc)
                 if status == 401:
                     raise api_error(exc, "checking permissions") from None
                 result, note = {403: ("missing", f"{code}: add it to the OAuth client's role"),
