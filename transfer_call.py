@@ -1069,12 +1069,11 @@ def move_waiting_call(api_client: Any, waiting: WaitingCall, queue_id: str) -> d
     try:
         transfer_to_queue(api_client, waiting.conversation_id, waiting.participant_id, queue_id)
         result.update(status="transferred")
-    except QueueNotFound as exc:
-        result.update(status="failed", reason=str(exc), errorCode=exc.code, error=exc)
-    except NothingToTransfer as exc:
-        result.update(status="skipped", reason="answered or ended before its turn", errorCode=exc.code)
     except TransferCallError as exc:
-        result.update(status="failed", reason=str(exc), errorCode=exc.code, error=exc)
+        if isinstance(exc, NothingToTransfer) and not isinstance(exc, QueueNotFound):
+            result.update(status="skipped", reason="answered or ended before its turn", errorCode=exc.code)
+        else:
+            result.update(status="failed", reason=str(exc), errorCode=exc.code, error=exc)
     result["elapsedMs"] = round((time.monotonic() - started) * 1000)
     return result
 
@@ -1090,7 +1089,8 @@ def verify_moves(api_client: Any, moved: Mapping[str, str], queue_id: str, wait:
     deadline, pause = time.monotonic() + wait, POLL_INTERVAL / 2
     while True:  # no pause first: by the end of a batch, all but its last transfers have long landed
         for waiting in list_waiting_calls(api_client, queue_id):
-            if moved.get(waiting.conversation_id, waiting.participant_id) != waiting.participant_id:
+            replaced = moved.get(waiting.conversation_id)
+            if replaced is not None and waiting.participant_id != replaced:  # a new leg, not the one we moved
                 outcome[waiting.conversation_id] = "verified"
         if "not seen" not in outcome.values() or time.monotonic() >= deadline:
             break
