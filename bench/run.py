@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fake_org import FakeOrg, serve  # noqa: E402
+from fake_org import FakeOrg, script_environment, serve  # noqa: E402
 
 SCRIPT = ROOT / "transfer_call.py"
 BASELINE = ROOT / "bench" / "sdk_default_client.py"
@@ -40,9 +40,7 @@ RATE_LIMIT = 300
 
 
 def environment(org: FakeOrg, base_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "TARGET_", "SOURCE_"))}
-    return {**env, "GENESYS_CLIENT_ID": org.client_id, "GENESYS_CLIENT_SECRET": org.client_secret,
-            "GENESYS_API_HOST": base_url, "HOME": tempfile.gettempdir()}
+    return script_environment(org, base_url, HOME=tempfile.gettempdir())
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int, int]:
@@ -161,7 +159,7 @@ def _env(values: dict[str, str]):
 
 
 def bench_startup(runs: int) -> dict[str, float]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "TARGET_", "SOURCE_"))}
+    clean = script_environment()
     with tempfile.TemporaryDirectory() as empty:
         clean["HOME"] = empty
         return {"bare": median_time([sys.executable, "-c", "pass"], runs, clean),

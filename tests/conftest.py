@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import transfer_call  # noqa: E402
-from fake_org import FakeOrg, Scenario, build_scenario, serve  # noqa: E402
+from fake_org import SETTING_PREFIXES, FakeOrg, Scenario, build_scenario, script_environment, serve  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent.parent / "transfer_call.py"
 
@@ -26,7 +26,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "transfer_call.py"
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No GENESYS_*/TARGET_* leaks in, HOME and the working folder are empty temp dirs."""
     for name in list(os.environ):
-        if name.startswith(("GENESYS_", "TARGET_")):
+        if name.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -89,9 +89,6 @@ def served():
 def run_script(base_url: str, org: FakeOrg, *argv: str, env: dict[str, str] | None = None,
                timeout: float = 60) -> Run:
     """Run `python transfer_call.py ...` as a user would, against the org served at base_url."""
-    full_env = {key: value for key, value in os.environ.items() if not key.startswith(("GENESYS_", "TARGET_"))}
-    full_env.update({"GENESYS_CLIENT_ID": org.client_id, "GENESYS_CLIENT_SECRET": org.client_secret,
-                     "GENESYS_API_HOST": base_url, **(env or {})})
     done = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, stdin=subprocess.DEVNULL)
+                          env=script_environment(org, base_url, **(env or {})), timeout=timeout, stdin=subprocess.DEVNULL)
     return Run(done.returncode, done.stdout, done.stderr)

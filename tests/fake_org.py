@@ -22,6 +22,7 @@ import datetime as dt
 import http.server
 import json
 import math
+import os
 import re
 import secrets
 import threading
@@ -44,6 +45,17 @@ ALL_PERMISSIONS = frozenset({
 TRANSFER_PERMISSIONS = ("conversation:communication:blindTransfer", "conversation:communication:blindTransferQueue")
 TRANSFER_BODY_KEYS = {"transferType", "keepInternalMessageAlive", "queueId", "queueName"}
 ID = r"([^/]+)"
+
+
+SETTING_PREFIXES = ("GENESYS_", "TARGET_", "SOURCE_")  # the script's own variables
+
+
+def script_environment(org: FakeOrg | None = None, base_url: str = "", **extra: str) -> dict[str, str]:
+    """This process's environment without the script's settings, plus the org's credentials and URL."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(SETTING_PREFIXES)}
+    if org is not None:
+        env.update(GENESYS_CLIENT_ID=org.client_id, GENESYS_CLIENT_SECRET=org.client_secret, GENESYS_API_HOST=base_url)
+    return {**env, **extra}
 
 
 def now_iso() -> str:

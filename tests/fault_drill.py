@@ -14,7 +14,6 @@ import base64
 import collections
 import concurrent.futures
 import dataclasses
-import os
 import socket
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fake_org import Scenario, build_scenario, serve  # noqa: E402
+from fake_org import Scenario, build_scenario, script_environment, serve  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parent.parent / "transfer_call.py"
 BUDGET = 2.5        # GENESYS_RETRY_BUDGET of every case
@@ -262,10 +261,8 @@ def run_case(case: Case) -> Outcome:
     org = ids.org
     with serve(org) as base_url, _home() as home:
         host = {None: base_url, "closed": closed_port_url()}.get(case.host, case.host)
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("GENESYS_", "TARGET_", "SOURCE_"))}
-        env.update({"HOME": home, "GENESYS_CLIENT_ID": org.client_id, "GENESYS_CLIENT_SECRET": org.client_secret,
-                    "GENESYS_API_HOST": host, "GENESYS_RETRY_BUDGET": str(BUDGET),
-                    "GENESYS_TIMEOUT": str(TIMEOUT), **case.env})
+        env = script_environment(org, host, **{"HOME": home, "GENESYS_RETRY_BUDGET": str(BUDGET),
+                                               "GENESYS_TIMEOUT": str(TIMEOUT), **case.env})
         argv = [ids.fill(part) for part in case.argv]
         wait = float(argv[argv.index("--wait") + 1]) if "--wait" in argv else 10.0
         started = time.monotonic()

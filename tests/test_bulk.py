@@ -14,7 +14,7 @@ import pytest
 
 import transfer_call
 from conftest import SCRIPT, run_script
-from fake_org import FakeOrg
+from fake_org import FakeOrg, script_environment
 
 
 def evacuation_org(calls: int, **options) -> tuple[FakeOrg, str, str, list[str]]:
@@ -209,7 +209,7 @@ def test_ctrl_c_stops_new_transfers_and_a_rerun_moves_the_rest_once(served) -> N
     base_url = served(org)
     process = subprocess.Popen([sys.executable, str(SCRIPT), "--from-queue", "Support", "--queue-id", overflow,
                                 "--yes", "--concurrency", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=_env(org, base_url), stdin=subprocess.DEVNULL)
+                               text=True, env=script_environment(org, base_url), stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     while len(org.transfers) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -239,10 +239,3 @@ def test_a_whole_evacuation_as_a_subprocess(served) -> None:
     assert transfers_per_call(org) == collections.Counter(calls)
     assert org.client_secret not in result.out + result.err
 
-
-def _env(org: FakeOrg, base_url: str) -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "TARGET_"))}
-    return {**env, "GENESYS_CLIENT_ID": org.client_id, "GENESYS_CLIENT_SECRET": org.client_secret,
-            "GENESYS_API_HOST": base_url}

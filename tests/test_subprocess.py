@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from conftest import SCRIPT, Scenario, run_script
+from fake_org import script_environment
 
 
 def test_user_id_transfers_the_agents_call_over_http(scenario: Scenario, served) -> None:
@@ -45,11 +46,8 @@ def test_settings_come_from_a_dotenv_file_in_the_working_folder(scenario: Scenar
     (tmp_path / ".env").write_text(f"GENESYS_CLIENT_ID={org.client_id}\nGENESYS_CLIENT_SECRET={org.client_secret}\n"
                                    f"GENESYS_API_HOST={base_url}\nTARGET_USER_ID={scenario.agent}\n"
                                    f"TARGET_QUEUE_ID={scenario.billing}\n")
-    env = {key: value for key, value in __import__("os").environ.items()
-           if not key.startswith(("GENESYS_", "TARGET_"))}
-
-    done = subprocess.run([sys.executable, str(SCRIPT), "-q"], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=60, stdin=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, str(SCRIPT), "-q"], capture_output=True, text=True,
+                          env=script_environment(), cwd=tmp_path, timeout=60, stdin=subprocess.DEVNULL)
 
     assert done.returncode == 0, done.stderr
     assert done.stderr == "" and done.stdout.startswith(f"transferred {scenario.agent_call}")
