@@ -1,11 +1,14 @@
 """A fake Genesys Cloud org that answers the real paths with the real JSON shapes.
 
-Shapes follow the SDK's models (Conversation, Participant, Call, AnalyticsConversationQueryResponse,
-QueueEntityListing, UsersSearchResponse, ErrorBody); semantics follow ../shared/genesys-api.md:
-client-credentials tokens with an expiry, per-client permissions (403 missing.any.permissions),
-a rolling rate limit per token with inin-ratelimit-* headers and 429 + Retry-After, the
-transfer answered 202 and applied asynchronously, analytics as a lagging candidate list, and
-the user-context endpoints refusing client-credentials tokens.
+Shapes follow the SDK's models (Conversation, Participant, Call, ConversationRoutingData,
+AnalyticsConversationQueryResponse, QueueEntityListing, SkillEntityListing, LanguageEntityListing,
+RoutingConversationAttributesResponse, ParticipantAttributes, UsersSearchResponse, ErrorBody);
+semantics follow ../shared/genesys-api.md: client-credentials tokens with an expiry, per-client
+permissions (403 missing.any.permissions), a rolling rate limit per token with inin-ratelimit-*
+headers and 429 + Retry-After, the transfer answered 202 and applied asynchronously (carrying the
+call's priority, skills and language), routing changes and participant data on a live call,
+analytics as a lagging candidate list, and the user-context endpoints refusing client-credentials
+tokens.
 
 Use it in-process with `httpx.MockTransport(org.handle)`, or over HTTP with `serve(org)`.
 Faults (`org.inject`) and scripted events (`org.when`) are matched before a request is handled.
@@ -13,6 +16,7 @@ Faults (`org.inject`) and scripted events (`org.when`) are matched before a requ
 
 from __future__ import annotations
 
+import argparse
 import base64
 import collections
 import contextlib
@@ -41,9 +45,22 @@ ALL_PERMISSIONS = frozenset({
     "analytics:queueObservation:view",
     "routing:queue:view",
     "directory:user:view",
+    "routing:skill:view",
+    "routing:conversation:edit",
 })
 TRANSFER_PERMISSIONS = ("conversation:communication:blindTransfer", "conversation:communication:blindTransferQueue")
 TRANSFER_BODY_KEYS = {"transferType", "keepInternalMessageAlive", "queueId", "queueName"}
+# RoutingConversationAttributesRequest's JSON names; the fake acts on the first three and refuses
+# the others (400) rather than pretend it applied them.
+ROUTING_BODY_KEYS = frozenset({"priority", "skillIds", "languageId",
+                               "skillExpression", "labelId", "requestScoredAgents"})
+ROUTING_BODY_MODELLED = frozenset({"priority", "skillIds", "languageId"})
+PRIORITY_LIMIT = 25_000_000  # |priority| at most this, as the SDK model enforces
+# The error code of a routing PATCH on a call not waiting in a queue is unverified (expect 400 or
+# 404): one place to change it.
+NOT_IN_QUEUE = "conversation.not.in.queue"
+ANONYMOUS_ADDRESS = "sip:anonymous@anonymous.invalid"  # a withheld number, on the live customer leg
+E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 ID = r"([^/]+)"
 
 
@@ -62,8 +79,22 @@ def now_iso() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def as_iso(moment: str | None) -> str:
+    """Now, or an ISO timestamp in Genesys' form (UTC, milliseconds, Z), so times sort as strings."""
+    if moment is None:
+        return now_iso()
+    parsed = dt.datetime.fromisoformat(moment)  # a test's typo fails here, not later
+    parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def ref(entity: dict[str, Any]) -> dict[str, Any]:
+    """An AddressableEntityRef to a queue, skill or language: {id, selfUri}."""
+    return {"id": entity["id"], "selfUri": entity["selfUri"]}
 
 
 @dataclasses.dataclass
@@ -106,21 +137,27 @@ class FakeOrg:
                  client_secret: str = "fake-secret-DO-NOT-LEAK-7f3a9c",
                  permissions: frozenset[str] = ALL_PERMISSIONS, token_ttl: float = 86400,
                  rate_limit: int = 300, rate_window: float = 60.0, transfer_delay: float = 0.0,
-                 latency: float = 0.0) -> None:
+                 latency: float = 0.0, remove_skills_from_blind_transfer: bool = False) -> None:
         self.client_id, self.client_secret = client_id, client_secret
         self.permissions = set(permissions)
         self.token_ttl = token_ttl
         self.rate_limit, self.rate_window = rate_limit, rate_window
         self.transfer_delay = transfer_delay
         self.latency = latency
+        # the org setting removeSkillsFromBlindTransfer: a blind transfer drops the call's skills
+        self.remove_skills_from_blind_transfer = remove_skills_from_blind_transfer
         self.lock = threading.RLock()
         self.queues: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.skills: dict[str, dict[str, Any]] = {}       # id → RoutingSkill
+        self.languages: dict[str, dict[str, Any]] = {}    # id → Language
         self.conversations: dict[str, dict[str, Any]] = {}
         self.tokens: dict[str, float] = {}            # token → expiry (monotonic)
         self.issued_tokens: list[str] = []
         self.requests: list[dict[str, Any]] = []      # method, path, query, body of every request
         self.transfers: list[dict[str, Any]] = []     # every transfer the org accepted
+        self.routing_changes: list[dict[str, Any]] = []    # conversationId, body of every accepted routing PATCH
+        self.attribute_changes: list[dict[str, Any]] = []  # conversationId, participantId, attributes
         self.rate_limited = 0                         # 429s answered
         self.hidden_from_analytics: set[str] = set()  # analytics has not seen these yet
         self.stale_in_analytics: set[str] = set()     # analytics still shows these as open
@@ -143,13 +180,44 @@ class FakeOrg:
                                "username": email, "selfUri": f"/api/v2/users/{user_id}"}
         return user_id
 
-    def add_waiting_call(self, queue_id: str) -> str:
-        """A voice call from a customer, waiting in queue_id."""
+    def add_skill(self, name: str, state: str = "active") -> str:
+        skill_id = new_id()
+        self.skills[skill_id] = self._entity(skill_id, name, state, "/api/v2/routing/skills/")
+        return skill_id
+
+    def add_language(self, name: str, state: str = "active") -> str:
+        language_id = new_id()
+        self.languages[language_id] = self._entity(language_id, name, state, "/api/v2/routing/languages/")
+        return language_id
+
+    @staticmethod
+    def _entity(entity_id: str, name: str, state: str, path: str) -> dict[str, Any]:
+        """A RoutingSkill or Language."""
+        return {"id": entity_id, "name": name, "state": state, "version": "1", "dateModified": now_iso(),
+                "selfUri": path + entity_id}
+
+    def add_waiting_call(self, queue_id: str, *, caller: str | None = "+15550100", priority: int = 0,
+                         skill_ids: tuple[str, ...] | list[str] = (), language_id: str | None = None,
+                         started: str | None = None) -> str:
+        """A voice call from caller (E.164; None: withheld), waiting in queue_id with these routing needs."""
+        started = as_iso(started)
+        routing = self._routing_data(queue_id, priority, skill_ids, language_id)
+        return self._add_call(caller, started, self._participant("acd", queue_id=queue_id, routing=routing,
+                                                                 started=started))
+
+    def add_ivr_call(self, *, caller: str | None = "+15550100") -> str:
+        """A voice call from caller still in the IVR: not waiting in any queue yet."""
+        return self._add_call(caller, None, self._participant("ivr", name="Main IVR"))
+
+    def _add_call(self, caller: str | None, started: str | None, leg: dict[str, Any]) -> str:
+        if caller is not None and not E164.fullmatch(caller):
+            raise ValueError(f"caller {caller!r} is not an E.164 number such as +13175551234")
         conversation_id = new_id()
+        address = f"tel:{caller}" if caller else ANONYMOUS_ADDRESS
+        customer = self._participant("customer", name="Caller", address=address, started=started)
+        customer["ani"] = f"tel:{caller}" if caller else "anonymous"
         self.conversations[conversation_id] = {
-            "id": conversation_id, "startTime": now_iso(), "participants": [
-                self._participant("customer", name="Caller", address="tel:+15550100"),
-                self._participant("acd", queue_id=queue_id)],
+            "id": conversation_id, "startTime": as_iso(started), "participants": [customer, leg],
             "recordingState": "none", "selfUri": f"/api/v2/conversations/{conversation_id}"}
         return conversation_id
 
@@ -172,6 +240,18 @@ class FakeOrg:
             if participant["purpose"] == "agent" and "endTime" not in participant:
                 participant["calls"][0]["held"] = True
 
+    def add_agent_leg(self, conversation_id: str, user_id: str, *, held: bool = False,
+                      started: str | None = None) -> str:
+        """Another connected agent on a live call, as during a consult; returns its participant id."""
+        with self.lock:
+            conversation = self.conversations[conversation_id]
+            if "endTime" in conversation:
+                raise ValueError(f"conversation {conversation_id} has ended")
+            leg = self._participant("agent", user_id=user_id, name=self.users[user_id]["name"], started=started)
+            leg["calls"][0]["held"] = held
+            conversation["participants"].append(leg)
+            return leg["id"]
+
     def end_call(self, conversation_id: str) -> None:
         """The customer hangs up: every leg disconnects and the conversation ends."""
         with self.lock:
@@ -186,8 +266,9 @@ class FakeOrg:
             self.tokens = {token: 0.0 for token in self.tokens}
 
     def _participant(self, purpose: str, *, queue_id: str | None = None, user_id: str | None = None,
-                     name: str | None = None, address: str | None = None) -> dict[str, Any]:
-        started = now_iso()
+                     name: str | None = None, address: str | None = None, routing: dict[str, Any] | None = None,
+                     started: str | None = None) -> dict[str, Any]:
+        started = as_iso(started)
         participant: dict[str, Any] = {
             "id": new_id(), "startTime": started, "connectedTime": started, "purpose": purpose,
             "name": name or (self.queues[queue_id]["name"] if queue_id and purpose == "acd" else purpose),
@@ -201,10 +282,21 @@ class FakeOrg:
         if queue_id:
             participant["queueId"] = queue_id
             participant["queueName"] = self.queues[queue_id]["name"]
+        if purpose == "acd" and queue_id:
+            participant["conversationRoutingData"] = routing or self._routing_data(queue_id, 0, (), None)
         if user_id:
             participant["userId"] = user_id
             participant["userUri"] = f"/api/v2/users/{user_id}"
         return participant
+
+    def _routing_data(self, queue_id: str, priority: int, skill_ids: tuple[str, ...] | list[str],
+                      language_id: str | None) -> dict[str, Any]:
+        """ConversationRoutingData: skills and language as {id, selfUri} refs (the model has no names there)."""
+        routing: dict[str, Any] = {"queue": ref(self.queues[queue_id]), "priority": priority,
+                                   "skills": [ref(self.skills[skill_id]) for skill_id in dict.fromkeys(skill_ids)]}
+        if language_id:
+            routing["language"] = ref(self.languages[language_id])
+        return routing
 
     @staticmethod
     def _end(participant: dict[str, Any]) -> None:
@@ -245,6 +337,20 @@ class FakeOrg:
         """The queue a call is waiting in now, or None."""
         waiting = self.live_participants(conversation_id, "acd")
         return waiting[0]["queueId"] if len(waiting) == 1 else None
+
+    def routing_of(self, conversation_id: str) -> dict[str, Any] | None:
+        """The waiting call's conversationRoutingData now (a copy), or None when it waits in no queue."""
+        waiting = self.live_participants(conversation_id, "acd")
+        return copy.deepcopy(waiting[-1]["conversationRoutingData"]) if waiting else None
+
+    def attributes_of(self, conversation_id: str, purpose: str = "customer") -> dict[str, str]:
+        """The participant data (a copy) of the call's live participant with that purpose, else its last one."""
+        self._apply_due_transfers()
+        legs = [p for p in self.conversations[conversation_id]["participants"] if p["purpose"] == purpose]
+        if not legs:
+            raise ValueError(f"conversation {conversation_id} has no {purpose} participant")
+        live = [p for p in legs if "endTime" not in p]
+        return dict((live or legs)[-1]["attributes"])
 
     # --- answering requests ------------------------------------------------------------
 
@@ -316,11 +422,23 @@ class FakeOrg:
             ("GET", rf"/api/v2/conversations/{ID}", "conversation:communication:view", self._get_conversation),
             ("POST", rf"/api/v2/conversations/{ID}/participants/{ID}/replace/queue", TRANSFER_PERMISSIONS,
              self._transfer),
+            ("GET", r"/api/v2/analytics/conversations/details", "analytics:conversationDetail:view",
+             self._details_by_id),
             ("POST", r"/api/v2/analytics/conversations/details/query", "analytics:conversationDetail:view",
              self._details_query),
             ("GET", rf"/api/v2/routing/queues/{ID}", "routing:queue:view", self._get_queue),
             ("GET", r"/api/v2/routing/queues", "routing:queue:view", self._list_queues),
             ("POST", r"/api/v2/users/search", "directory:user:view", self._search_users),
+            ("GET", rf"/api/v2/routing/skills/{ID}", "routing:skill:view",
+             lambda skill_id, **_: self._get_entity(self.skills, "Skill", skill_id)),
+            ("GET", r"/api/v2/routing/skills", "routing:skill:view",
+             lambda *, query, **_: self._list_entities(self.skills, query)),
+            ("GET", rf"/api/v2/routing/languages/{ID}", None,  # languages need no permission, only a token
+             lambda language_id, **_: self._get_entity(self.languages, "Language", language_id)),
+            ("GET", r"/api/v2/routing/languages", None,
+             lambda *, query, **_: self._list_entities(self.languages, query)),
+            ("PATCH", rf"/api/v2/routing/conversations/{ID}", "routing:conversation:edit", self._patch_routing),
+            ("PATCH", rf"/api/v2/conversations/calls/{ID}/participants/{ID}/attributes", None, self._patch_attributes),
         ]
 
     # --- auth and limits -----------------------------------------------------------------
@@ -449,7 +567,15 @@ class FakeOrg:
             if "endTime" in conversation or "endTime" in old:
                 continue  # the call ended (or was answered) before the transfer took effect
             self._end(old)
-            conversation["participants"].append(self._participant("acd", queue_id=transfer["queueId"]))
+            # the call keeps the priority, skills and language it last waited with (skills unless the
+            # org setting removes them); its queue is the new one
+            last = next((p["conversationRoutingData"] for p in reversed(conversation["participants"])
+                         if "conversationRoutingData" in p), {})
+            routing = self._routing_data(transfer["queueId"], 0, (), None)
+            routing.update((key, copy.deepcopy(value)) for key, value in last.items() if key != "queue")
+            if self.remove_skills_from_blind_transfer:
+                routing["skills"] = []
+            conversation["participants"].append(self._participant("acd", queue_id=transfer["queueId"], routing=routing))
 
     def _details_query(self, *, body: Any, **_: Any) -> Reply:
         if not isinstance(body, dict) or "interval" not in body:
@@ -459,11 +585,21 @@ class FakeOrg:
                        if view and self._matches_query(view, body)]
         except KeyError as exc:
             return self._error(400, "invalid.value", f"Unsupported dimension {exc}")
+        except ValueError as exc:
+            return self._error(400, "invalid.value", str(exc))
         matches.sort(key=lambda view: view["conversationStart"], reverse=body.get("order", "asc") == "desc")
         paging = body.get("paging") or {}
         size, number = min(int(paging.get("pageSize", 25)), 100), int(paging.get("pageNumber", 1))
         page = matches[(number - 1) * size: number * size]
         return self._json({"conversations": page, "totalHits": len(matches)} if page else {"totalHits": len(matches)})
+
+    def _details_by_id(self, *, query: dict[str, str], **_: Any) -> Reply:
+        """GET /api/v2/analytics/conversations/details?id=a,b: the conversations analytics knows of these ids."""
+        ids = [i for i in query.get("id", "").split(",") if i]
+        if not ids or len(ids) > 100:
+            return self._error(400, "invalid.value", "id must list 1 to 100 conversation ids")
+        views = [self._analytics_view(self.conversations[i]) for i in ids if i in self.conversations]
+        return self._json({"conversations": [view for view in views if view]})
 
     def _analytics_view(self, conversation: dict[str, Any]) -> dict[str, Any] | None:
         """The conversation as the details query shows it: participants → sessions → segments."""
@@ -474,20 +610,31 @@ class FakeOrg:
                                 "originatingDirection": "inbound", "participants": []}
         if "endTime" in conversation and not stale:
             view["conversationEnd"] = conversation["endTime"]
+        customer_ani = next((p.get("ani") for p in conversation["participants"] if p["purpose"] == "customer"), None)
         for participant in conversation["participants"]:
             segment = {"segmentType": "interact", "segmentStart": participant["startTime"]}
             if "queueId" in participant:
                 segment["queueId"] = participant["queueId"]
             if "endTime" in participant and not stale:
                 segment["segmentEnd"] = participant["endTime"]
+            session = {"mediaType": "voice", "sessionId": participant["calls"][0]["id"],
+                       "direction": "inbound", "segments": [segment]}
+            if customer_ani:
+                session["ani"] = self._session_ani(customer_ani, participant["purpose"])
             entry = {"participantId": participant["id"], "purpose": participant["purpose"],
-                     "participantName": participant.get("name"),
-                     "sessions": [{"mediaType": "voice", "sessionId": participant["calls"][0]["id"],
-                                   "direction": "inbound", "segments": [segment]}]}
+                     "participantName": participant.get("name"), "sessions": [session]}
             if "userId" in participant:
                 entry["userId"] = participant["userId"]
             view["participants"].append(entry)
         return view
+
+    @staticmethod
+    def _session_ani(customer_ani: str, purpose: str) -> str:
+        """The caller's number as analytics stores it on a session: tel:+E164, sip:+E164@host on agent legs."""
+        if customer_ani == "anonymous":
+            return customer_ani
+        number = customer_ani.removeprefix("tel:")
+        return f"sip:{number}@fake.example;user=phone" if purpose == "agent" else f"tel:{number}"
 
     @staticmethod
     def _matches_query(view: dict[str, Any], query: dict[str, Any]) -> bool:
@@ -498,11 +645,23 @@ class FakeOrg:
                 return value is None
             if operator == "exists":
                 return value is not None
+            # matches is plain equality here; which forms of a number (tel:+E164, +E164, digits) the
+            # real API's ani matches is unverified
             return value == predicate["value"]
 
+        def group_holds(group: dict[str, Any], values: dict[str, Any]) -> bool:
+            """A filter (or one of its clauses): its predicates and clauses, all ("and") or any ("or")."""
+            kind = group.get("type", "and")
+            if kind not in ("and", "or"):
+                raise ValueError(f"Unsupported filter type {kind!r}")
+            results = [holds(p, values) for p in group.get("predicates", [])]
+            results += [group_holds(clause, values) for clause in group.get("clauses", [])]
+            return not results or (all if kind == "and" else any)(results)
+
+        # several filters are ANDed together
         conversation_values = {"conversationEnd": view.get("conversationEnd"), "conversationId": view["conversationId"]}
         for group in query.get("conversationFilters", []):
-            if not all(holds(p, conversation_values) for p in group["predicates"]):
+            if not group_holds(group, conversation_values):
                 return False
         segment_groups = query.get("segmentFilters", [])
         for participant in view["participants"]:
@@ -510,8 +669,9 @@ class FakeOrg:
                 for segment in session["segments"]:
                     values = {"userId": participant.get("userId"), "purpose": participant["purpose"],
                               "mediaType": session["mediaType"], "queueId": segment.get("queueId"),
-                              "segmentEnd": segment.get("segmentEnd"), "segmentType": segment["segmentType"]}
-                    if all(all(holds(p, values) for p in group["predicates"]) for group in segment_groups):
+                              "segmentEnd": segment.get("segmentEnd"), "segmentType": segment["segmentType"],
+                              "ani": session.get("ani")}
+                    if all(group_holds(group, values) for group in segment_groups):
                         return True
         return not segment_groups
 
@@ -526,6 +686,85 @@ class FakeOrg:
         size = int(query.get("pageSize", 25))
         return self._json({"entities": found[:size], "pageSize": size, "pageNumber": 1, "total": len(found),
                            "pageCount": max(1, math.ceil(len(found) / size))})
+
+    def _get_entity(self, entities: dict[str, dict[str, Any]], kind: str, entity_id: str) -> Reply:
+        entity = entities.get(entity_id)
+        if entity is None:
+            return self._error(404, "not.found", f"{kind} {entity_id} not found")
+        return self._json(copy.deepcopy(entity))
+
+    def _list_entities(self, entities: dict[str, dict[str, Any]], query: dict[str, str]) -> Reply:
+        """A SkillEntityListing or LanguageEntityListing: names that start with `name`, any case, any state."""
+        try:
+            size, number = int(query.get("pageSize", 25)), int(query.get("pageNumber", 1))
+        except ValueError:
+            return self._error(400, "bad.request", "pageSize and pageNumber must be integers")
+        if size < 1 or number < 1:
+            return self._error(400, "bad.request", "pageSize and pageNumber must be positive")
+        prefix = query.get("name", "").lower()
+        found = [copy.deepcopy(e) for e in entities.values() if e["name"].lower().startswith(prefix)]
+        return self._json({"entities": found[(number - 1) * size: number * size], "pageSize": size,
+                           "pageNumber": number, "total": len(found), "pageCount": math.ceil(len(found) / size)})
+
+    def _patch_routing(self, conversation_id: str, *, body: Any, **_: Any) -> Reply:
+        """Change a waiting call's priority, skills or language; answer the values now in force.
+
+        Checked in this order: the body's shape (bad.request), the conversation (not.found), that it
+        waits in a queue (NOT_IN_QUEUE), then the skill and language ids (invalid.value).
+        """
+        if not isinstance(body, dict) or set(body) - ROUTING_BODY_KEYS:
+            return self._error(400, "bad.request", f"Invalid RoutingConversationAttributesRequest: {body!r}")
+        if set(body) - ROUTING_BODY_MODELLED:
+            unmodelled = ", ".join(sorted(set(body) - ROUTING_BODY_MODELLED))
+            return self._error(400, "bad.request", f"The fake org does not model {unmodelled}")
+        priority, skill_ids, language_id = body.get("priority", 0), body.get("skillIds", []), body.get("languageId", "")
+        # null is refused too: the API docs say never to send it, and what the real API makes of it is unverified
+        if type(priority) is not int or abs(priority) > PRIORITY_LIMIT:
+            return self._error(400, "bad.request",
+                               f"priority must be an integer from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}")
+        if not isinstance(skill_ids, list) or not all(isinstance(s, str) for s in skill_ids) \
+                or not isinstance(language_id, str):
+            return self._error(400, "bad.request", "skillIds must be a list of ids and languageId an id or \"\"")
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None:
+            return self._error(404, "not.found", f"Conversation {conversation_id} not found")
+        waiting = [p for p in conversation["participants"] if p["purpose"] == "acd" and "endTime" not in p]
+        if not waiting:
+            return self._error(400, NOT_IN_QUEUE, f"Conversation {conversation_id} is not waiting in a queue")
+        unknown = [s for s in skill_ids if s not in self.skills]
+        if language_id and language_id not in self.languages:
+            unknown.append(language_id)
+        if unknown:
+            return self._error(400, "invalid.value", f"Unknown skill or language ids: {', '.join(unknown)}")
+        routing = waiting[-1]["conversationRoutingData"]
+        if "priority" in body:
+            routing["priority"] = priority
+        if "skillIds" in body:
+            routing["skills"] = [ref(self.skills[s]) for s in dict.fromkeys(skill_ids)]
+        if "languageId" in body:
+            routing.pop("language", None)
+            if language_id:
+                routing["language"] = ref(self.languages[language_id])
+        self.routing_changes.append({"conversationId": conversation_id, "body": copy.deepcopy(body)})
+        answer: dict[str, Any] = {"priority": routing["priority"],
+                                  "skills": [copy.deepcopy(self.skills[s["id"]]) for s in routing["skills"]]}
+        if "language" in routing:
+            answer["language"] = copy.deepcopy(self.languages[routing["language"]["id"]])
+        return self._json(answer)
+
+    def _patch_attributes(self, conversation_id: str, participant_id: str, *, body: Any, **_: Any) -> Reply:
+        """Merge string values into a participant's data; answer 202 with all of it."""
+        attributes = body.get("attributes") if isinstance(body, dict) and set(body) == {"attributes"} else None
+        if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
+            return self._error(400, "bad.request", f"Invalid ParticipantAttributes (values must be strings): {body!r}")
+        conversation = self.conversations.get(conversation_id)
+        participant = next((p for p in (conversation or {}).get("participants", []) if p["id"] == participant_id), None)
+        if conversation is None or participant is None:
+            return self._error(404, "not.found", "The conversation or participant was not found")
+        participant["attributes"].update(attributes)
+        self.attribute_changes.append({"conversationId": conversation_id, "participantId": participant_id,
+                                       "attributes": dict(attributes)})
+        return self._json({"attributes": dict(participant["attributes"])}, 202)
 
     def _search_users(self, *, body: Any, **_: Any) -> Reply:
         try:
@@ -543,7 +782,7 @@ class FakeOrg:
 
 @dataclasses.dataclass
 class Scenario:
-    """A fake org with two queues, an agent on a call from Support, and a call waiting in Support."""
+    """A fake org with two queues, an agent on a call from Support, a call waiting in Support, skills and languages."""
 
     org: FakeOrg
     support: str
@@ -551,6 +790,9 @@ class Scenario:
     agent: str
     agent_call: str
     waiting_call: str
+    # name → id; "Billing" is a prefix of "Billing Escalations", "Spanish Support" is inactive
+    skills: dict[str, str] = dataclasses.field(default_factory=dict)
+    languages: dict[str, str] = dataclasses.field(default_factory=dict)  # name → id: English, Spanish
 
     def fill(self, text: str) -> str:
         """Put this scenario's ids into a template such as "--user-id {agent}"."""
@@ -562,7 +804,11 @@ def build_scenario(**options: Any) -> Scenario:
     org = FakeOrg(**options)
     support, billing = org.add_queue("Support"), org.add_queue("Billing Overflow")
     agent = org.add_user("Ada Agent", "ada@example.com")
-    return Scenario(org, support, billing, agent, org.add_agent_call(agent, support), org.add_waiting_call(support))
+    skills = {name: org.add_skill(name) for name in ("Billing", "Billing Escalations")}
+    skills["Spanish Support"] = org.add_skill("Spanish Support", state="inactive")
+    languages = {name: org.add_language(name) for name in ("English", "Spanish")}
+    return Scenario(org, support, billing, agent, org.add_agent_call(agent, support), org.add_waiting_call(support),
+                    skills, languages)
 
 
 @contextlib.contextmanager
@@ -609,12 +855,20 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
         server.server_close()
 
 
-
 def demo(port: int) -> None:
     """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with."""
     scenario = build_scenario(transfer_delay=0.3, latency=0.05)
-    org = scenario.org
-    waiting = [scenario.waiting_call, *(org.add_waiting_call(scenario.support) for _ in range(11))]
+    org, skills, languages = scenario.org, scenario.skills, scenario.languages
+    needs: list[dict[str, Any]] = [  # the eleven more calls: distinct callers, some with routing needs
+        {"caller": "+13175551234", "priority": 10, "skill_ids": [skills["Billing"]],
+         "language_id": languages["Spanish"]},
+        {"caller": "+15550101", "priority": 5},
+        {"caller": "+15550102", "skill_ids": [skills["Billing Escalations"]]},
+        {"caller": "+15550103", "language_id": languages["English"]},
+        *({"caller": f"+155501{n:02d}"} for n in range(4, 11))]
+    waiting = [scenario.waiting_call, *(org.add_waiting_call(scenario.support, **need) for need in needs)]
+    names = {entity["id"]: entity["name"] for entity in (*org.skills.values(), *org.languages.values())}
+    skill_list = ", ".join(f"{skill['name']} {skill['id']} ({skill['state']})" for skill in org.skills.values())
     with serve(org, port) as base_url:
         print(f"fake Genesys Cloud org on {base_url} (Ctrl-C to stop)\n"
               f"export GENESYS_API_HOST={base_url}\n"
@@ -622,7 +876,16 @@ def demo(port: int) -> None:
               f"export GENESYS_CLIENT_SECRET={org.client_secret}\n"
               f"# agent Ada Agent (ada@example.com) {scenario.agent} is on call {scenario.agent_call} from Support\n"
               f"# queues: Support {scenario.support}, Billing Overflow {scenario.billing}\n"
+              f"# skills: {skill_list}\n"
+              f"# languages: {', '.join(f'{name} {i}' for name, i in languages.items())}\n"
               f"# calls waiting in Support: {' '.join(waiting)}", flush=True)
+        for call in waiting:
+            routing = org.routing_of(call) or {}
+            caller = org.conversations[call]["participants"][0]["ani"]
+            wanted = ", ".join(names[skill["id"]] for skill in routing.get("skills", [])) or "-"
+            language = names[routing["language"]["id"]] if "language" in routing else "-"
+            print(f"#   {call}: caller {caller}, priority {routing.get('priority', 0)}, skills {wanted}, "
+                  f"language {language}", flush=True)
         try:
             while True:
                 time.sleep(3600)
@@ -630,7 +893,14 @@ def demo(port: int) -> None:
             pass
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="fake_org.py", description="Serve a demo fake Genesys Cloud org on 127.0.0.1 until Ctrl-C, and print "
+        "the exports to point transfer_call.py at it, with the ids of its agent, queues, skills, languages and calls.")
+    parser.add_argument("port", nargs="?", type=int, default=8089,
+                        help="port on 127.0.0.1 (default 8089; 0: a free one)")
+    demo(parser.parse_args(argv).port)
 
-    demo(int(sys.argv[1]) if len(sys.argv) > 1 else 8089)
+
+if __name__ == "__main__":
+    main()
