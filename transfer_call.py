@@ -8,11 +8,14 @@ then re-read the conversation until the call is seen waiting in the target queue
 --from-queue, every voice call waiting in a queue moves, paced by the org's rate limit;
 --check probes the OAuth client's permissions without changing anything.
 
+Every mode runs one pipeline: select the calls, plan their requests, send them paced, verify,
+and report one result line per call as soon as its outcome is final.
+
 Credentials come from GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (an OAuth client-credentials
 client); the org from GENESYS_REGION or GENESYS_API_HOST. Flags win over the environment, which
-wins over a .env file. Exit codes: 0 done, 1 unexpected, 2 usage, 3 auth/permission,
-4 nothing to transfer, 5 refused or not confirmed, 6 unavailable (retry later), 7 bulk partly
-failed, 130 interrupted. See README.md.
+wins over a .env file. Exit codes: 0 done, 1 unexpected, 2 usage or configuration, 3 auth or
+permission, 4 no live call to act on, 5 refused or not confirmed, 6 unavailable (retry later),
+7 bulk partly failed, 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM. See README.md.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ import importlib.util
 import ipaddress
 import json
 import logging
+import math
 import os
 import random
 import re
+import signal
 import sys
 import threading
 import time
@@ -41,13 +46,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # imported where used: --help and configuration errors must answer at once
     import httpx
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 log = logging.getLogger("transfer_call")
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_WAIT = 10.0
 DEFAULT_RETRY_BUDGET = 60.0
+CONNECT_RETRY_BUDGET = 3.0   # seconds to keep trying a host that has never answered (DNS, refused)
 CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 20.0       # read timeout of one request
 POLL_INTERVAL = 0.5          # between verification reads of the conversation
@@ -58,10 +64,13 @@ DEFAULT_CONCURRENCY = 4
 CONFIRM_ABOVE = 10           # a bulk run moving more calls than this needs a "yes"
 PAGE_SIZE = 100              # the details query's largest page
 PROGRESS_EVERY = 2.0         # seconds between progress lines of a bulk run
+VERIFY_EVERY = 10.0          # seconds between checks of a bulk run's moved calls while it still sends
+RATE_WINDOW = 60.0           # Genesys counts its request limit per minute
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
 TRANSFER_PATH = "/api/v2/conversations/{cid}/participants/{pid}/replace/queue"
 SDK_PACKAGE = "PureCloudPlatformClientV2"
+EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 ENV_VARS = {
     "GENESYS_CLIENT_ID": "OAuth client id (client credentials grant)",
@@ -71,12 +80,18 @@ ENV_VARS = {
     "GENESYS_RETRY_BUDGET": f"seconds a run may spend retrying 429/5xx/network errors (default {DEFAULT_RETRY_BUDGET:g})",
     "GENESYS_TIMEOUT": f"seconds to wait for one answer before retrying (default {DEFAULT_TIMEOUT:g})",
     "TARGET_USER_ID": "agent whose connected call is moved (--user-id)",
-    "TARGET_USER_EMAIL": "agent, by exact email (--user-email)",
+    "TARGET_USER_EMAIL": "agent, by email, ignoring case (--user-email)",
     "TARGET_CONVERSATION_ID": "conversation to move (--conversation-id)",
+    "SOURCE_QUEUE": "queue whose waiting calls all move, by id or name ignoring case (--from-queue)",
     "TARGET_QUEUE_ID": "queue to move the call to (--queue-id)",
-    "TARGET_QUEUE_NAME": "queue to move the call to, by exact name (--queue-name)",
-    "SOURCE_QUEUE": "queue whose waiting calls all move, by id or exact name (--from-queue)",
+    "TARGET_QUEUE_NAME": "queue to move the call to, by name ignoring case (--queue-name)",
 }
+# Settings that say the same thing in different ways form a group: a flag of a group replaces
+# every variable of that group, and the environment replaces every .env value of it.
+WHICH_CALL = (("--user-id", "user_id", "TARGET_USER_ID"), ("--user-email", "user_email", "TARGET_USER_EMAIL"),
+              ("--conversation-id", "conversation_id", "TARGET_CONVERSATION_ID"),
+              ("--from-queue", "from_queue", "SOURCE_QUEUE"))
+WHERE_TO = (("--queue-id", "queue_id", "TARGET_QUEUE_ID"), ("--queue-name", "queue_name", "TARGET_QUEUE_NAME"))
 
 
 class ExitCode(enum.IntEnum):
@@ -84,24 +99,28 @@ class ExitCode(enum.IntEnum):
     UNEXPECTED = 1
     USAGE = 2
     AUTH = 3
-    NOTHING_TO_TRANSFER = 4
+    NO_LIVE_CALL = 4
     REFUSED = 5
     UNAVAILABLE = 6
     PARTIAL = 7
-    INTERRUPTED = 130
+    HANGUP = 128 + signal.SIGHUP
+    INTERRUPTED = 128 + signal.SIGINT
+    TERMINATED = 128 + signal.SIGTERM
 
 
 EXIT_CODE_HELP = """\
 exit codes (retry?):
-  0    transferred and verified, or the dry-run plan was found
+  0    done: moved and verified, already in the target queue, or the dry-run plan was found
   1    unexpected error (no; report it, rerun with -v for the traceback)
-  2    usage or configuration error (no; fix the flags or variables)
+  2    usage or configuration error, or a named queue or user that does not exist (no; fix it)
   3    authentication failed or permission denied (no; fix the client or its role)
-  4    nothing to transfer: no live call, not found, or the call ended first (no)
+  4    no live call to act on: none found, or it ended or was answered first (no)
   5    transfer refused by Genesys Cloud or not confirmed within --wait (check the call first)
-  6    Genesys Cloud unavailable, network error, or rate limited past the budget (yes, later)
-  7    bulk run partly failed (rerun: moved calls are no longer in the source queue)
-  130  interrupted (Ctrl-C)"""
+  6    Genesys Cloud unreachable or unavailable, or rate limited past the budget (yes, later)
+  7    bulk run partly failed (yes: moved calls are no longer in the source queue)
+  129  stopped by SIGHUP (terminal closed): transfers in flight finished, the rest not sent (rerun)
+  130  stopped by SIGINT (Ctrl-C): transfers in flight finished, the rest not sent (rerun)
+  143  stopped by SIGTERM (kill, a timeout): transfers in flight finished, the rest not sent (rerun)"""
 
 
 # --- exceptions: library code raises these; only main() turns them into exit codes --------
@@ -122,20 +141,20 @@ class UsageError(TransferCallError):
     exit_code = ExitCode.USAGE
 
 
+class NotFound(UsageError):
+    """Raised when a queue or user the command names does not exist or is not visible to the OAuth client."""
+
+
 class AuthError(TransferCallError):
     """Raised when the token is refused or the OAuth client's role lacks a permission."""
 
     exit_code = ExitCode.AUTH
 
 
-class NothingToTransfer(TransferCallError):
-    """Raised when there is no live call, the user, queue or conversation is unknown, or the call ended."""
+class NoLiveCall(TransferCallError):
+    """Raised when there is no live call to act on: none found, the conversation is gone, or it ended first."""
 
-    exit_code = ExitCode.NOTHING_TO_TRANSFER
-
-
-class QueueNotFound(NothingToTransfer):
-    """Raised when the target queue does not exist or is not visible to the OAuth client."""
+    exit_code = ExitCode.NO_LIVE_CALL
 
 
 class TransferRefused(TransferCallError):
@@ -154,6 +173,14 @@ class OutcomeUnknown(Unavailable):
     """Raised by the transport when a transfer POST got a 5xx or timed out: it may have been processed."""
 
 
+class Stopped(TransferCallError):
+    """Raised instead of sending a request once a signal (SIGINT, SIGTERM, SIGHUP) asked the run to stop."""
+
+    def __init__(self, reason: str, exit_code: int) -> None:
+        super().__init__(f"{reason}; no further requests are sent")
+        self.reason, self.exit_code = reason, exit_code
+
+
 # --- settings -------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +190,7 @@ class Settings:
     client_id: str
     client_secret: str = dataclasses.field(repr=False)
     base_url: str
+    region: str | None = None           # None when GENESYS_API_HOST names the host
     user_id: str | None = None
     user_email: str | None = None
     conversation_id: str | None = None
@@ -179,31 +207,42 @@ class Settings:
     check: bool = False
     output_json: bool = False
 
+    @property
+    def single(self) -> bool:
+        """One call named (by agent or conversation), as opposed to a bulk selection."""
+        return not self.from_queue
+
 
 def read_env_file(path: str | None) -> dict[str, str]:
-    """Read KEY=VALUE pairs from --env-file PATH, or ./.env when present; never touches os.environ."""
+    """KEY=VALUE pairs of the .env file at path (None: no file); never touches os.environ."""
     if path is None:
-        if not os.path.isfile(".env"):
-            return {}
-        path = ".env"
+        return {}
     try:
         with open(path, encoding="utf-8") as handle:
             handle.read(0)
     except OSError as exc:
         raise UsageError(f"cannot read env file {path}: {exc.strerror}; fix the path or its permissions") from None
-    from dotenv import dotenv_values
+    dotenv = import_dependency("dotenv")
+    return {key: value for key, value in dotenv.dotenv_values(path).items() if value is not None}
 
-    return {key: value for key, value in dotenv_values(path).items() if value is not None}
+
+def import_dependency(name: str) -> Any:
+    """Import one of requirements.txt's packages, or say how to install them (exit 2)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise UsageError(f"the Python package {name!r} is not installed in {sys.executable}; "
+                         "run: pip install -r requirements.txt (in the project's virtual environment)") from None
 
 
 def region_hosts() -> dict[str, str]:
     """Map region names (us_east_1, ...) to API base URLs from the SDK's PureCloudRegionHosts.
 
-    The module is loaded on its own: importing the SDK package would cost about 2 s.
+    The module is loaded on its own: it needs nothing else from the SDK.
     """
     spec = importlib.util.find_spec(SDK_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise UsageError(f"{SDK_PACKAGE} is not installed; run: pip install -r requirements.txt")
+        import_dependency(SDK_PACKAGE)
     path = os.path.join(list(spec.submodule_search_locations)[0], "purecloud_region_hosts.py")
     module_spec = importlib.util.spec_from_file_location("_genesys_region_hosts", path)
     module = importlib.util.module_from_spec(module_spec)
@@ -252,30 +291,47 @@ def is_uuid(value: str) -> bool:
 
 def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """Merge flags over environment over .env, check every value, and report all problems at once."""
-    file_values = read_env_file(args.env_file)
+    env_file = args.env_file or (".env" if os.path.isfile(".env") else None)
+    file_values = read_env_file(env_file)
+    looked_in = f"the environment and {env_file}" if env_file else "the environment; no .env file was read"
     problems: list[str] = []
 
-    def pick(flag_value: str | None, variable: str) -> str | None:
-        if flag_value is not None:
-            if not flag_value.strip():
-                problems.append(f"the flag for {variable} is empty")
-            return flag_value.strip() or None
-        value = environ.get(variable) or file_values.get(variable) or ""
-        return value.strip() or None
+    def variable(name: str) -> str | None:
+        return (environ.get(name) or "").strip() or (file_values.get(name) or "").strip() or None
 
-    client_id = pick(None, "GENESYS_CLIENT_ID")
-    client_secret = pick(None, "GENESYS_CLIENT_SECRET")
-    for name, value in (("GENESYS_CLIENT_ID", client_id), ("GENESYS_CLIENT_SECRET", client_secret)):
-        if not value:
-            problems.append(f"{name} is not set")
+    def group(members: tuple[tuple[str, str, str], ...]) -> dict[str, tuple[str, str]]:
+        """attribute -> (value, what set it) for one setting group: its flags, else environment, else .env."""
+        flags = {attr: (value.strip(), flag) for flag, attr, _ in members
+                 if (value := getattr(args, attr, None)) is not None}
+        for value, flag in flags.values():
+            if not value:
+                problems.append(f"{flag} is empty")
+        chosen, where = {attr: given for attr, given in flags.items() if given[0]}, ""
+        if not flags:
+            for where, values in (("the environment", environ), (env_file, file_values)):
+                chosen = {attr: (values[name].strip(), name) for _, attr, name in members
+                          if (values.get(name) or "").strip()}
+                if chosen:
+                    break
+        if len(chosen) > 1:
+            names = " / ".join(label for _, label in chosen.values())
+            both = "both" if len(chosen) == 2 else "all"
+            problems.append(f"give only one of {names}" + (f" ({both} set in {where})" if where else ""))
+        return chosen
 
-    api_host = pick(None, "GENESYS_API_HOST")
-    region = pick(None, "GENESYS_REGION") or DEFAULT_REGION
+    client_id, client_secret = variable("GENESYS_CLIENT_ID"), variable("GENESYS_CLIENT_SECRET")
+    missing = [name for name, value in (("GENESYS_CLIENT_ID", client_id), ("GENESYS_CLIENT_SECRET", client_secret))
+               if not value]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        problems.append(f"{' and '.join(missing)} {verb} not set (looked in {looked_in})")
+
+    api_host, region = variable("GENESYS_API_HOST"), variable("GENESYS_REGION") or DEFAULT_REGION
     if api_host:
         problem = check_base_url(api_host)
         if problem:
             problems.append(problem)
-        base_url = api_host.rstrip("/")
+        base_url, region = api_host.rstrip("/"), None
     else:
         hosts = region_hosts()
         base_url = region_base_url(region, hosts) or ""
@@ -283,64 +339,53 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             names = ", ".join(name.replace("_", "-") for name in hosts)
             problems.append(f"GENESYS_REGION {region!r} is unknown; use one of {names}")
 
-    user_id = pick(args.user_id, "TARGET_USER_ID")
-    user_email = pick(args.user_email, "TARGET_USER_EMAIL")
-    conversation_id = pick(args.conversation_id, "TARGET_CONVERSATION_ID")
-    queue_id = pick(args.queue_id, "TARGET_QUEUE_ID")
-    queue_name = pick(args.queue_name, "TARGET_QUEUE_NAME")
-
-    from_queue = pick(args.from_queue, "SOURCE_QUEUE")
-    call_choices = [name for name, value in (("--user-id", user_id), ("--user-email", user_email),
-                                             ("--conversation-id", conversation_id), ("--from-queue", from_queue))
-                    if value]
+    which, where = group(WHICH_CALL), group(WHERE_TO)
+    values = {attr: value for attr, (value, _) in {**which, **where}.items()}
     # --check needs neither: it probes what the chosen mode needs, or everything when none is chosen.
-    if len(call_choices) > 1:
-        problems.append(f"give only one of {' / '.join(call_choices)}")
-    elif not call_choices and not args.check:
+    if not which and not args.check:
         problems.append("say which call to move: --user-id, --user-email or --conversation-id "
                         "(or --from-queue for every call waiting in a queue)")
-    if queue_id and queue_name:
-        problems.append("give only one of --queue-id / --queue-name")
-    elif not queue_id and not queue_name and not args.check:
+    if not where and not args.check:
         problems.append("say where to move it: --queue-id or --queue-name")
-    for flag, value in (("--user-id", user_id), ("--conversation-id", conversation_id), ("--queue-id", queue_id)):
-        if value and not is_uuid(value):
-            problems.append(f"{flag} {value!r} is not an id (expected a UUID such as 3fa85f64-5717-4562-b3fc-2c963f66afa6)")
-    if user_email and "@" not in user_email:
-        problems.append(f"--user-email {user_email!r} is not an email address")
+    for attr in ("user_id", "conversation_id", "queue_id"):
+        if attr in values and not is_uuid(values[attr]):
+            label = {**which, **where}[attr][1]
+            problems.append(f"{label} {values[attr]!r} is not an id (expected a UUID such as "
+                            "3fa85f64-5717-4562-b3fc-2c963f66afa6)")
+    if "user_email" in values and "@" not in values["user_email"]:
+        problems.append(f"{which['user_email'][1]} {values['user_email']!r} is not an email address")
 
-    def seconds(flag_value: str | None, variable: str, default: float, minimum: float) -> float:
-        text = pick(flag_value, variable)
+    def seconds(flag: str, flag_value: str | None, name: str | None, default: float, minimum: float) -> float:
+        label, text = (flag, flag_value) if flag_value is not None or name is None else (name, variable(name))
         try:
-            value = float(text) if text else default
-            if not value >= minimum:  # also refuses nan
+            value = default if text is None else float(text)
+            if not (math.isfinite(value) and value >= minimum):  # also refuses nan and inf
                 raise ValueError
             return value
         except ValueError:
-            problems.append(f"{variable} {text!r} must be a number of seconds >= {minimum:g}")
+            problems.append(f"{label} {text!r} must be a number of seconds >= {minimum:g}")
             return default
 
-    retry_budget = seconds(args.retry_budget, "GENESYS_RETRY_BUDGET", DEFAULT_RETRY_BUDGET, 0)
-    timeout = seconds(args.timeout, "GENESYS_TIMEOUT", DEFAULT_TIMEOUT, 0.1)
-    if args.wait < 0:
-        problems.append("--wait must be >= 0")
+    retry_budget = seconds("--retry-budget", args.retry_budget, "GENESYS_RETRY_BUDGET", DEFAULT_RETRY_BUDGET, 0)
+    timeout = seconds("--timeout", args.timeout, "GENESYS_TIMEOUT", DEFAULT_TIMEOUT, 0.1)
+    wait = seconds("--wait", args.wait, None, DEFAULT_WAIT, 0)
     if args.limit is not None and args.limit < 1:
         problems.append("--limit must be at least 1")
     if not 1 <= args.concurrency <= 16:
         problems.append("--concurrency must be from 1 to 16")
+    from_queue = values.get("from_queue")
     if not from_queue and (args.limit is not None or args.yes):
         problems.append("--limit and --yes go with --from-queue")
 
     if problems:
         raise UsageError("; ".join(problems))
-    return Settings(client_id=client_id, client_secret=client_secret, base_url=base_url,
-                    user_id=user_id and user_id.lower(), user_email=user_email,
-                    conversation_id=conversation_id and conversation_id.lower(),
-                    queue_id=queue_id and queue_id.lower(), queue_name=queue_name,
-                    from_queue=from_queue and (from_queue.lower() if is_uuid(from_queue) else from_queue),
+    lower = {attr: value.lower() for attr, value in values.items()
+             if attr in ("user_id", "conversation_id", "queue_id")}
+    return Settings(client_id=client_id, client_secret=client_secret, base_url=base_url, region=region,
+                    user_email=values.get("user_email"), queue_name=values.get("queue_name"),
+                    from_queue=from_queue and (from_queue.lower() if is_uuid(from_queue) else from_queue), **lower,
                     limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run,
-                    wait=args.wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json,
-                    check=args.check)
+                    wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check)
 
 
 # --- pure helpers: picking participants, building requests, describing results -------------
@@ -359,6 +404,11 @@ def is_held(participant: Any) -> bool:
     return any(call.held for call in participant.calls or [] if call.state == "connected")
 
 
+def leg_rank(participant: Any) -> tuple[bool, dt.datetime]:
+    """Sort key of agent legs: one not on hold before a held one, then the most recently started."""
+    return not is_held(participant), participant.start_time or EPOCH
+
+
 def conversation_ended(conversation: Any) -> bool:
     """Ended when Genesys set endTime or no customer/external party is still on the line."""
     if conversation.end_time is not None:
@@ -367,30 +417,21 @@ def conversation_ended(conversation: Any) -> bool:
     return bool(callers) and not any(is_live(p) for p in callers)
 
 
-def pick_agent_participant(conversation: Any, user_id: str) -> Any | None:
-    """The agent participant of user_id whose call is connected; earlier, ended legs are skipped."""
-    for participant in conversation.participants or []:
-        if participant.purpose == "agent" and participant.user_id == user_id and is_connected(participant):
-            return participant
-    return None
+def pick_agent_participant(conversation: Any, user_id: str | None = None) -> Any | None:
+    """The connected agent leg (of user_id, when given) to move: not held before held, newest first.
+
+    During a consult a conversation has two connected agent legs, the first one held; earlier,
+    ended legs remain after transfers. Both kinds are passed over while a better leg exists.
+    """
+    legs = [p for p in conversation.participants or []
+            if p.purpose == "agent" and is_connected(p) and user_id in (None, p.user_id)]
+    return max(legs, key=leg_rank, default=None)
 
 
 def pick_participant_to_replace(conversation: Any) -> Any | None:
-    """The connected agent participant if any, else the live acd participant of a call waiting in a queue."""
-    participants = conversation.participants or []
-    for participant in participants:
-        if participant.purpose == "agent" and is_connected(participant):
-            return participant
-    for participant in participants:
-        if participant.purpose == "acd" and is_live(participant):
-            return participant
-    return None
-
-
-def newest_first(choices: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
-    """Order (conversation, participant) pairs: not held first, then most recently started."""
-    epoch = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
-    return sorted(choices, key=lambda pair: (not is_held(pair[1]), pair[1].start_time or epoch), reverse=True)
+    """The agent leg to move (see pick_agent_participant), else the live acd leg of a call waiting in a queue."""
+    return pick_agent_participant(conversation) or next(
+        (p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
 
 
 def transfer_landed(conversation: Any, participant_id: str, queue_id: str) -> bool:
@@ -413,6 +454,10 @@ def describe_participants(conversation: Any) -> str:
 
 def iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def details_query(dimensions: Mapping[str, str], now: dt.datetime, *, order: str,
@@ -471,18 +516,195 @@ def transfer_body(queue_id: str) -> dict[str, str]:
     return {"queueId": queue_id}
 
 
+@dataclasses.dataclass
+class Call:
+    """One call the run acts on (the leg to replace, where it goes) and, once decided, what became of it."""
+
+    conversation_id: str
+    participant_id: str
+    purpose: str | None = None             # the leg replaced: agent, or acd for a call waiting in a queue
+    user_id: str | None = None
+    from_queue_id: str | None = None
+    queue_id: str | None = None            # where it goes
+    queue_name: str | None = None
+    waiting_since: dt.datetime | None = None
+    status: str | None = None              # transferred | skipped | failed | not-sent | dry-run; None: undecided
+    verified: bool = False
+    reason: str | None = None
+    error: TransferCallError | None = None
+    request: str | None = None             # what a dry run would send
+    started: float | None = None
+    elapsed_ms: int | None = None
+
+    @property
+    def done(self) -> bool:
+        """Moved, and verified unless verification was turned off."""
+        return self.status == "transferred" and self.error is None
+
+    def finish(self, status: str, reason: str | None = None, error: TransferCallError | None = None) -> None:
+        self.status, self.reason, self.error = status, reason or self.reason, error
+        if self.started is not None:
+            self.elapsed_ms = round((time.monotonic() - self.started) * 1000)
+
+    def record(self) -> dict[str, Any]:
+        """The call's result line as --json prints it (Report adds the timestamp)."""
+        record: dict[str, Any] = {
+            "conversationId": self.conversation_id, "participantId": self.participant_id, "purpose": self.purpose,
+            "userId": self.user_id, "fromQueueId": self.from_queue_id, "queueId": self.queue_id,
+            "queueName": self.queue_name, "status": self.status, "verified": self.verified}
+        optional = {"reason": self.reason, "errorCode": self.error and self.error.code, "request": self.request,
+                    "elapsedMs": self.elapsed_ms}
+        if self.waiting_since:
+            optional["waitingSeconds"] = round((dt.datetime.now(dt.timezone.utc) - self.waiting_since).total_seconds())
+        return {**record, **{key: value for key, value in optional.items() if value is not None}}
+
+
 def format_result(result: Mapping[str, Any], as_json: bool) -> str:
     """One stdout line for one call: plain text, or a JSON object with --json."""
     if as_json:
         return json.dumps(result, sort_keys=True)
-    where = f"to queue {result['queueId']}"
-    subject = f"{result['conversationId']} participant {result['participantId']} {where}"
+    subject = f"{result['conversationId']} participant {result['participantId']} to queue {result['queueId']}"
     if result["status"] == "dry-run":
         waited = f" (waiting {result['waitingSeconds']}s)" if result.get("waitingSeconds") is not None else ""
         return f"dry-run {subject}{waited}: would send {result['request']}"
-    if result["status"] == "transferred":
+    if result["status"] == "transferred" and not result.get("reason"):
         return f"transferred {subject} ({'verified' if result['verified'] else 'not verified'})"
     return f"{result['status']} {subject}: {result.get('reason', '')}".rstrip(": ")
+
+
+# --- the run's state: when to stop, and what to report ---------------------------------------
+
+class Stop:
+    """Whether the run must stop: a signal arrived (no new request is sent), or an error every further call would hit.
+
+    Signal handlers only set it, and raise KeyboardInterrupt while nothing can have been sent
+    (`preparing`), to end the run at once. A KeyboardInterrupt raised at an arbitrary point can
+    be swallowed (inside an import, for one), so the transport checks the flag before every
+    request: a signal at any moment before a change is sent means that change is not sent.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.exit_code: int | None = None       # 128 + the signal's number, once one arrived
+        self.signal_name: str | None = None
+        self.error: TransferCallError | None = None
+        self.preparing = True
+
+    def handle(self, signum: int, frame: Any = None) -> None:
+        """The signal handler for SIGINT, SIGTERM and SIGHUP."""
+        if self.exit_code is None:
+            self.exit_code, self.signal_name = 128 + signum, signal.Signals(signum).name
+        self._event.set()
+        if self.preparing:
+            raise KeyboardInterrupt
+
+    def halt(self, error: TransferCallError) -> None:
+        """Stop starting new calls after an error every further call would hit (a permission, a queue, the budget)."""
+        self.error = self.error or error
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    @property
+    def signalled(self) -> bool:
+        return self.exit_code is not None
+
+    @property
+    def reason(self) -> str:
+        if self.signalled:
+            return f"stopped by {self.signal_name}"
+        return "the run stopped after an earlier error" if self.error else "stopped"
+
+    def check(self) -> None:
+        """Raise Stopped once a signal asked the run to stop: called before every request."""
+        if self.signalled:
+            raise Stopped(self.reason, self.exit_code)
+
+    def wait(self, seconds: float) -> None:
+        """Sleep that ends early when the run is asked to stop."""
+        self._event.wait(seconds)
+
+
+class Report:
+    """Result lines on stdout, one per call, flushed as each becomes final; progress and the summary on stderr.
+
+    A closed stdout (`| head -1`, a log shipper that died) stops the result lines, never the run.
+    """
+
+    def __init__(self, as_json: bool, stream: Any = None) -> None:
+        self.as_json = as_json
+        self.stream = stream
+        self.transport: Transport | None = None
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.verified = 0
+        self.total = 0
+        self.broken = False
+        self.started = time.monotonic()
+        self._logged = 0.0
+        self._lock = threading.Lock()
+
+    def line(self, text: str) -> None:
+        """Write one line of results to stdout, unless stdout was closed."""
+        stream = self.stream or sys.stdout
+        with self._lock:
+            if self.broken:
+                return
+            try:
+                stream.write(text + "\n")
+                stream.flush()
+            except (BrokenPipeError, ValueError) as exc:  # ValueError: a stream closed in this process
+                self.broken = True
+                log.warning("stdout was closed (%s); no more result lines are written, the run goes on",
+                            type(exc).__name__)
+                silence(stream)
+
+    def call(self, call: Call) -> None:
+        """Report one call whose outcome is final."""
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self.line(format_result({**call.record(), "timestamp": now}, self.as_json))
+        with self._lock:
+            self.counts[call.status] += 1
+            self.verified += call.verified
+            if self.total > 1 and time.monotonic() - max(self._logged, self.started) >= PROGRESS_EVERY:
+                self._logged = time.monotonic()
+                log.info("%s", self.progress())
+
+    def progress(self) -> str:
+        """Counts so far, calls a minute, and the time left, which the request rate limit may bound."""
+        done = sum(self.counts.values())
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        line = (f"moved {self.counts['transferred']}/{self.total}, skipped {self.counts['skipped']}, "
+                f"failed {self.counts['failed']}; {done / elapsed * 60:.0f} calls/min")
+        if not done or done >= self.total:
+            return line
+        left = (self.total - done) * elapsed / done
+        transport = self.transport
+        if transport and transport.allowed:  # at most `allowed` requests a minute, at the cost per call so far
+            per_call = max(1.0, transport.requests_sent / done)
+            left = max(left, (self.total - done) * per_call * RATE_WINDOW / transport.allowed)
+        return f"{line}; about {left:.0f}s left"
+
+    def summary(self) -> None:
+        """The closing line of a bulk run, on stderr even when stdout is closed."""
+        counts, elapsed = self.counts, time.monotonic() - self.started
+        moved, sent, limited = counts["transferred"], 0, 0
+        if self.transport:
+            sent, limited = self.transport.requests_sent, self.transport.rate_limited
+        log.info("done: moved %d (%d verified), skipped %d, failed %d, not sent %d in %.1fs (%.0f calls/min); "
+                 "%s (%.2f per moved call), %d answered 429", moved, self.verified, counts["skipped"],
+                 counts["failed"], counts["not-sent"], elapsed, moved / elapsed * 60 if elapsed else 0,
+                 plural(sent, "request"), sent / moved if moved else 0, limited)
+
+
+def silence(stream: Any) -> None:
+    """Point a closed stdout at /dev/null, so that flushing it at exit prints no "Exception ignored" noise."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 # --- the HTTP transport: httpx inside the SDK, with our timeouts and retries ---------------
@@ -512,23 +734,28 @@ class Transport:
     - The transfer POST is different: after a 5xx or a timeout it may have been processed, so
       it raises OutcomeUnknown and the caller reads the conversation before deciding anything.
     - 401 on an API call: fetch a new token once and resend (tokens expire mid-run).
+    - A host that never answered (DNS failure, connection refused) is tried for a few seconds only.
+    - Once a signal asked the run to stop, no request is sent (Stop.check).
     The budget bounds the total time spent waiting to retry; past it the run ends with exit 6.
     """
 
-    def __init__(self, client: httpx.Client, *, retry_budget: float,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, client: httpx.Client, *, retry_budget: float, stop: Stop,
+                 sleep: Callable[[float], None] | None = None) -> None:
         self.client = client
         self.retry_budget = retry_budget
-        self.sleep = sleep
+        self.stop = stop
+        self.sleep = sleep or stop.wait
         self.reauthenticate: Callable[[], str] | None = None
         self.requests_sent = 0
         self.rate_limited = 0
         self.retry_spent = 0.0
+        self.reached = False                    # has the host answered anything yet?
         self._lock = threading.Lock()
         # What the last inin-ratelimit-* headers said, less what was sent since: None = unknown.
         self._pace = threading.Condition(self._lock)
         self._remaining: int | None = None
         self._reset_at = 0.0
+        self._held_until = 0.0                  # the pause last announced on stderr
         self._in_flight = 0
         self._sent_seq = self._applied_seq = 0  # answers arrive out of order: apply only newer ones
 
@@ -536,7 +763,8 @@ class Transport:
         import httpx
 
         sdk = load_sdk()
-        path = urllib.parse.urlsplit(options.url).path
+        parts = urllib.parse.urlsplit(options.url)
+        path, host = parts.path, parts.netloc
         is_token_request = path.endswith("/oauth/token")
         is_transfer = options.method == "POST" and path.endswith("/replace/queue")
         headers = dict(options.headers)
@@ -544,6 +772,7 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
+            self.stop.check()
             started = time.monotonic()
             try:
                 response = self._send(options, headers)
@@ -552,11 +781,18 @@ class Transport:
                 # reads. A connect error or connect timeout means nothing reached Genesys at all.
                 never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
                 if is_transfer and not never_sent:
-                    raise OutcomeUnknown(f"the transfer request failed with {type(exc).__name__}; "
+                    raise OutcomeUnknown(f"the transfer request to {host} failed with {type(exc).__name__}; "
                                          "it may or may not have been processed") from None
-                self._wait_to_retry(backoff(attempt), f"{options.method} {path}: {describe_network_error(exc)}",
-                                    time.monotonic() - started)
+                if never_sent and not self.reached:  # a wrong host or no network: say so soon
+                    self._wait_to_retry(backoff(attempt), f"cannot reach {host}: {describe_network_error(exc)}",
+                                        time.monotonic() - started, budget=min(CONNECT_RETRY_BUDGET, self.retry_budget),
+                                        fix="check GENESYS_API_HOST or GENESYS_REGION and the network "
+                                            "(DNS, proxy, firewall), then try again later")
+                else:
+                    self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: "
+                                        f"{describe_network_error(exc)}", time.monotonic() - started)
                 continue
+            self.reached = True
             status = response.status_code
             log.debug("%s %s -> %d (%.0f ms)", options.method, path, status, (time.monotonic() - started) * 1000)
             if status == 401 and not is_token_request and not reauthenticated and self.reauthenticate:
@@ -572,13 +808,13 @@ class Transport:
                 raise OutcomeUnknown(f"the transfer request was answered {status}; "
                                      "it may or may not have been processed")
             if status in TRANSIENT_STATUSES:
-                self._wait_to_retry(backoff(attempt), f"{options.method} {path}: HTTP {status}",
+                self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: HTTP {status}",
                                     time.monotonic() - started)
                 continue
             if 200 <= status <= 205 and not is_transfer and not is_json(response.text):
                 # A proxy's page or a cut-off body; Genesys always answers reads with JSON.
-                self._wait_to_retry(backoff(attempt), f"{options.method} {path}: answered {status} without "
-                                    "valid JSON", time.monotonic() - started)
+                self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: answered {status} "
+                                    "without valid JSON", time.monotonic() - started)
                 continue
             result = Response(response)
             if not 200 <= status <= 205:
@@ -613,8 +849,13 @@ class Transport:
                 if pause <= 0:
                     self._remaining, self._reset_at = 1, time.monotonic() + 1.0
                     break
-                log.debug("rate limit budget spent; pausing %.1fs", pause)
-                self._pace.wait(pause)
+                if self._reset_at > self._held_until + 1.0:
+                    self._held_until = self._reset_at
+                    resume = dt.datetime.now() + dt.timedelta(seconds=pause)
+                    log.info("rate limit reached (%s a minute): holding requests for %.1fs, until %s",
+                             self.allowed, pause, resume.strftime("%H:%M:%S"))
+                self._pace.wait(min(pause, 0.5))  # in slices: a signal must not wait out a long pause
+                self.stop.check()
             if self._remaining is not None:
                 self._remaining -= 1
             self._in_flight += 1
@@ -637,17 +878,21 @@ class Transport:
                 if seq < self._applied_seq:
                     return  # an older request's view of the count: a newer one was already applied
                 self._applied_seq = seq
+                self.allowed = allowed
                 self._remaining = allowed - count - self._in_flight
                 self._reset_at = time.monotonic() + reset
             self._pace.notify_all()
 
-    def _wait_to_retry(self, delay: float, what: str, failed_attempt_time: float) -> None:
+    allowed: int | None = None  # requests a minute, from the last inin-ratelimit-allowed header
+
+    def _wait_to_retry(self, delay: float, what: str, failed_attempt_time: float, *, budget: float | None = None,
+                       fix: str = "try again later or raise GENESYS_RETRY_BUDGET") -> None:
+        budget = self.retry_budget if budget is None else budget
         with self._lock:
             spent = self.retry_spent + failed_attempt_time
-            if spent + delay > self.retry_budget:
-                raise Unavailable(f"{what}; gave up after {spent:.1f}s of retries (retry budget "
-                                  f"{self.retry_budget:g}s; the next wait would have been {delay:.1f}s); "
-                                  "try again later or raise GENESYS_RETRY_BUDGET")
+            if spent + delay > budget:
+                raise Unavailable(f"{what}; gave up after {spent:.1f}s of retries (retry budget {budget:g}s; "
+                                  f"the next wait would have been {delay:.1f}s); {fix}")
             self.retry_spent = spent + delay
         log.info("%s; retrying in %.1fs", what, delay)
         self.sleep(delay)
@@ -690,8 +935,7 @@ def describe_network_error(exc: Exception) -> str:
 @functools.cache
 def load_sdk() -> Any:
     """Import the Genesys Cloud SDK on first use (it takes about 2 s) and silence its own logger."""
-    import PureCloudPlatformClientV2 as sdk
-
+    sdk = import_dependency(SDK_PACKAGE)
     # The SDK's logger writes request headers (the bearer token) when a user's
     # ~/.genesyscloudpython/config turns it on; this tool must never log a token.
     logging.getLogger(SDK_PACKAGE).disabled = True
@@ -699,10 +943,9 @@ def load_sdk() -> Any:
 
 
 def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = None,
-                    sleep: Callable[[float], None] = time.sleep) -> Any:
+                    sleep: Callable[[float], None] | None = None, stop: Stop | None = None) -> Any:
     """An SDK ApiClient whose HTTP goes through our httpx Transport (tests pass a MockTransport)."""
-    import httpx
-
+    httpx = import_dependency("httpx")
     sdk = load_sdk()
     from PureCloudPlatformClientV2.abstract_http_client import AbstractHttpClient
 
@@ -720,7 +963,8 @@ def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = 
     client = httpx.Client(transport=transport, timeout=timeout, verify=verify,
                           headers={"User-Agent": f"transfer_call/{__version__}"})
     api_client = sdk.ApiClient(host=settings.base_url)
-    api_client.set_http_client(HttpClient(Transport(client, retry_budget=settings.retry_budget, sleep=sleep)))
+    api_client.set_http_client(HttpClient(Transport(client, retry_budget=settings.retry_budget,
+                                                    stop=stop or Stop(), sleep=sleep)))
     return api_client
 
 
@@ -742,8 +986,11 @@ def error_details(exc: Any) -> tuple[int, str | None, str, str | None]:
     return exc.status, body.get("code") or body.get("error"), str(message), correlation
 
 
-def api_error(exc: Any, action: str) -> TransferCallError:
-    """Turn an ApiException that no caller handled into our exception, naming the fix."""
+def api_error(exc: Any, action: str, missing: str | None = None) -> TransferCallError:
+    """Turn an ApiException that no caller handled into our exception, naming the fix.
+
+    `missing` is the message for a 404 when the thing looked up was named by the user (exit 2).
+    """
     status, code, message, correlation = error_details(exc)
     ref = f" (correlation id {correlation})" if correlation else ""
     if status == 401:
@@ -754,20 +1001,22 @@ def api_error(exc: Any, action: str) -> TransferCallError:
         need = f"missing permission {', '.join(permissions)}" if permissions else message
         return AuthError(f"{action}: permission denied, {need}; add it to the OAuth client's role "
                          f"(and the queue's division){ref}", code=code)
+    if status == 404 and missing:
+        return NotFound(f"{missing}{ref}", code=code)
     if status == 404:
-        return NothingToTransfer(f"{action}: not found ({message}){ref}", code=code)
+        return NoLiveCall(f"{action}: not found ({message}){ref}", code=code)
     if status >= 500:
         return Unavailable(f"{action}: Genesys Cloud answered {status} {code}; try again later{ref}", code=code)
     return TransferRefused(f"{action}: Genesys Cloud answered {status} {code}: {message}{ref}", code=code)
 
 
-def call(action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run one SDK method, turning its ApiException into our exceptions."""
+def call(action: str, method: Callable[..., Any], *args: Any, missing: str | None = None, **kwargs: Any) -> Any:
+    """Run one SDK method, turning its ApiException into our exceptions (see api_error for `missing`)."""
     sdk = load_sdk()
     try:
         return method(*args, **kwargs)
     except sdk.rest.ApiException as exc:
-        raise api_error(exc, action) from None
+        raise api_error(exc, action, missing) from None
 
 
 def authenticate(api_client: Any, settings: Settings) -> None:
@@ -781,9 +1030,9 @@ def authenticate(api_client: Any, settings: Settings) -> None:
             status, code, _, _ = error_details(exc)
             # Reworded, never echoed: the token endpoint's answer is not ours to print.
             if status in (400, 401, 403):
-                raise AuthError(f"authentication failed (HTTP {status}{' ' + code if code else ''}); check GENESYS_CLIENT_ID "
-                                "and GENESYS_CLIENT_SECRET, and that the OAuth client uses the Client "
-                                "Credentials grant in this region", code=code) from None
+                raise AuthError(f"authentication failed (HTTP {status}{' ' + code if code else ''}); check "
+                                "GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET, and that the OAuth client uses the "
+                                "Client Credentials grant in this region", code=code) from None
             raise Unavailable(f"the token endpoint answered HTTP {status}; try again later", code=code) from None
         except (ValueError, KeyError):
             raise Unavailable("the token endpoint did not answer with a token; check GENESYS_API_HOST "
@@ -795,13 +1044,14 @@ def authenticate(api_client: Any, settings: Settings) -> None:
 
 
 def find_user_by_email(api_client: Any, email: str) -> str:
-    """The id of the one user whose email is exactly this one."""
+    """The id of the one user whose email is this one, ignoring case."""
     sdk = load_sdk()
     body = {"query": [{"type": "EXACT", "fields": ["email"], "value": email}]}  # UserSearchRequest
     found = call(f"looking up user {email}", sdk.UsersApi(api_client).post_users_search, body)
     ids = [user.id for user in found.results or [] if (user.email or "").lower() == email.lower()]
     if not ids:
-        raise NothingToTransfer(f"no user has the email {email}; check the address, or use --user-id")
+        raise NotFound(f"no user has the email {email}; check the address (or the divisions granted to the "
+                       "OAuth client's role), or use --user-id")
     return ids[0]
 
 
@@ -818,17 +1068,19 @@ def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None,
 
 
 def resolve_queue(api_client: Any, queue_id: str | None, queue_name: str | None) -> tuple[str, str]:
-    """(id, name) of a queue, which must exist, be visible, and (by name) be unique."""
+    """(id, name) of a queue, which must exist, be visible, and (by name, ignoring case) be unique."""
     sdk = load_sdk()
     routing = sdk.RoutingApi(api_client)
     if queue_id:
-        queue = call(f"reading queue {queue_id}", routing.get_routing_queue, queue_id)
+        queue = call(f"reading queue {queue_id}", routing.get_routing_queue, queue_id,
+                     missing=f"queue {queue_id} does not exist or is not visible to this OAuth client; check the "
+                             "id, and the divisions granted to the client's role")
         return queue.id, queue.name
     listing = call(f"looking up queue {queue_name!r}", routing.get_routing_queues, name=queue_name, page_size=100)
     matches = [q for q in listing.entities or [] if (q.name or "").lower() == queue_name.lower()]
     if not matches:
-        raise NothingToTransfer(f"no queue named {queue_name!r} is visible to this OAuth client; check the "
-                                "name, or the divisions granted to the client's role")
+        raise NotFound(f"no queue named {queue_name!r} is visible to this OAuth client; check the "
+                       "name, or the divisions granted to the client's role")
     if len(matches) > 1:
         listed = ", ".join(f"{q.name} ({q.id})" for q in matches)
         raise UsageError(f"{len(matches)} queues are named {queue_name!r}: {listed}; use --queue-id")
@@ -858,22 +1110,23 @@ def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
         for conversation_id in candidates:
             try:
                 conversation = get_conversation(api_client, conversation_id)
-            except NothingToTransfer:
+            except NoLiveCall:
                 continue  # analytics knew it, the conversation service no longer does
             participant = pick_agent_participant(conversation, user_id)
             if participant is not None:
                 live.append((conversation, participant))
         if live:
-            chosen, *others = newest_first(live)
+            live.sort(key=lambda pair: leg_rank(pair[1]), reverse=True)
+            (chosen, *others) = live
             if others:
-                log.warning("user %s has %d other live calls, not moved: %s", user_id, len(others),
+                log.warning("user %s has %s, not moved: %s", user_id, plural(len(others), "other live call"),
                             ", ".join(c.id for c, _ in others))
             return chosen
         if attempt < ANALYTICS_RETRIES:
             log.info("no connected call found for user %s yet; asking analytics again in %.1fs",
                      user_id, ANALYTICS_RETRY_DELAY)
             time.sleep(ANALYTICS_RETRY_DELAY)
-    raise NothingToTransfer(f"user {user_id} has no connected voice call; check the agent, or use --conversation-id")
+    raise NoLiveCall(f"user {user_id} has no connected voice call; check the agent, or use --conversation-id")
 
 
 def find_call(api_client: Any, settings: Settings) -> tuple[Any, Any]:
@@ -881,11 +1134,11 @@ def find_call(api_client: Any, settings: Settings) -> tuple[Any, Any]:
     if settings.conversation_id:
         conversation = get_conversation(api_client, settings.conversation_id)
         if conversation_ended(conversation):
-            raise NothingToTransfer(f"conversation {conversation.id} has ended; nothing to transfer")
+            raise NoLiveCall(f"conversation {conversation.id} has ended; nothing to transfer")
         participant = pick_participant_to_replace(conversation)
         if participant is None:
-            raise NothingToTransfer(f"conversation {conversation.id} has no agent on the call and is not waiting "
-                                    f"in a queue ({describe_participants(conversation)})")
+            raise NoLiveCall(f"conversation {conversation.id} has no agent on the call and is not waiting "
+                             f"in a queue ({describe_participants(conversation)})")
         return conversation, participant
     user_id = settings.user_id or find_user_by_email(api_client, settings.user_email)
     return find_agent_call(api_client, user_id)
@@ -912,8 +1165,12 @@ def transfer_to_queue(api_client: Any, conversation_id: str, participant_id: str
                 raise Unavailable(f"{action}: no clear answer twice ({exc}); check the call, then try again "
                                   "later") from None
             log.warning("%s: %s; checking the conversation before deciding", action, exc)
-            if participant_left(api_client, conversation_id, participant_id, SETTLE_TIME):
-                return
+            try:
+                if participant_left(api_client, conversation_id, participant_id, SETTLE_TIME):
+                    return
+            except Stopped as stopped:
+                raise OutcomeUnknown(f"{action}: {exc}; {stopped.reason} before that was checked: "
+                                     "check the call before running again") from None
             log.warning("%s: participant %s is still on the call; sending the transfer again", action, participant_id)
         except sdk.rest.ApiException as exc:
             if attempt == 2 and error_details(exc)[1] == "conversations.error.transfer.not.connected":
@@ -938,13 +1195,13 @@ def transfer_error(exc: Any, action: str, queue_id: str) -> TransferCallError:
     status, code, message, correlation = error_details(exc)
     ref = f" (correlation id {correlation})" if correlation else ""
     if code == "conversations.error.transfer.not.connected":
-        return NothingToTransfer(f"{action}: the call was answered or ended before the transfer; nothing moved{ref}",
-                                 code=code)
+        return NoLiveCall(f"{action}: the call was answered or ended before the transfer; nothing moved{ref}",
+                          code=code)
     if code == "conversations.error.queue.not.found":
-        return QueueNotFound(f"{action}: queue {queue_id} does not exist or is not visible to this OAuth "
-                             f"client; check --queue-id and the role's divisions{ref}", code=code)
+        return NotFound(f"{action}: queue {queue_id} does not exist or is not visible to this OAuth "
+                        f"client; check --queue-id and the role's divisions{ref}", code=code)
     if status == 404:
-        return NothingToTransfer(f"{action}: the conversation or participant is gone; the call ended{ref}", code=code)
+        return NoLiveCall(f"{action}: the conversation or participant is gone; the call ended{ref}", code=code)
     return api_error(exc, action)
 
 
@@ -963,46 +1220,12 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
         if transfer_landed(conversation, participant_id, queue_id):
             return
         if conversation_ended(conversation):
-            raise NothingToTransfer(f"conversation {conversation_id} ended before it reached queue {queue_id} "
-                                    f"({describe_participants(conversation)})")
+            raise NoLiveCall(f"conversation {conversation_id} ended before it reached queue {queue_id} "
+                             f"({describe_participants(conversation)})")
         if time.monotonic() >= deadline:
             raise TransferRefused(f"transfer of conversation {conversation_id} to queue {queue_id} was accepted "
                                   f"but not seen within {wait:g}s; last seen: {describe_participants(conversation)}; "
                                   "check the call before running again, or raise --wait")
-
-
-def run_single(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]], None]) -> None:
-    """Find the call, transfer it once, verify it; emit one result record (also on failure after the call is known)."""
-    started = time.monotonic()
-    queue_id, queue_name = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
-    conversation, participant = find_call(api_client, settings)
-    result: dict[str, Any] = {
-        "conversationId": conversation.id, "participantId": participant.id, "queueId": queue_id,
-        "queueName": queue_name, "fromQueueId": participant.queue_id, "userId": participant.user_id,
-        "purpose": participant.purpose, "verified": False,
-    }
-    if participant.purpose == "acd" and participant.queue_id == queue_id:
-        raise UsageError(f"conversation {conversation.id} is already waiting in queue {queue_id}; "
-                         "choose another target queue")
-    path = TRANSFER_PATH.format(cid=conversation.id, pid=participant.id)
-    if settings.dry_run:
-        emit({**result, "status": "dry-run", "request": f"POST {path} {json.dumps(transfer_body(queue_id))}"})
-        return
-    try:
-        log.info("transferring conversation %s participant %s (%s) to queue %s",
-                 conversation.id, participant.id, participant.purpose, queue_id)
-        transfer_to_queue(api_client, conversation.id, participant.id, queue_id)
-        result["status"] = "transferred"
-        if settings.wait > 0:
-            wait_for_transfer(api_client, conversation.id, participant.id, queue_id, settings.wait)
-            result["verified"] = True
-    except TransferCallError as exc:
-        # Once the POST was accepted the call may well have moved: say "transferred", unverified.
-        emit({**result, "status": result.get("status", "failed"), "reason": str(exc), "errorCode": exc.code,
-              "elapsedMs": round((time.monotonic() - started) * 1000)})
-        raise
-    result["elapsedMs"] = round((time.monotonic() - started) * 1000)
-    emit(result)
 
 
 def list_waiting_calls(api_client: Any, queue_id: str) -> list[WaitingCall]:
@@ -1024,28 +1247,78 @@ def list_waiting_calls(api_client: Any, queue_id: str) -> list[WaitingCall]:
         page += 1
 
 
-class Progress:
-    """Counts of a bulk run, logged to stderr every PROGRESS_EVERY seconds with rate and time left."""
+def seen_in_queue(api_client: Any, calls: list[Call]) -> list[Call]:
+    """The moved calls that analytics already shows waiting in their target queue on a new leg.
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.counts = {"transferred": 0, "skipped": 0, "failed": 0}
-        self.started = self._logged = time.monotonic()
-        self._lock = threading.Lock()
+    One GET /api/v2/analytics/conversations/details?id=... per PAGE_SIZE calls reads exactly
+    those conversations, however many other calls wait in the target queue. Analytics lags the
+    live state by seconds, so a call missing here may still have landed.
+    """
+    sdk = load_sdk()
+    analytics = sdk.ConversationsApi(api_client)
+    seen = []
+    for start in range(0, len(calls), PAGE_SIZE):
+        batch = {c.conversation_id: c for c in calls[start:start + PAGE_SIZE]}
+        found = call(f"checking {plural(len(batch), 'moved call')}", analytics.get_analytics_conversations_details,
+                     id=list(batch))
+        for conversation in found.conversations or []:
+            moved = batch.get(conversation.conversation_id)
+            if moved and any(w.participant_id != moved.participant_id  # a new leg, not the one we replaced
+                             for w in waiting_calls([conversation], moved.queue_id)):
+                seen.append(moved)
+    return seen
 
-    def record(self, status: str) -> None:
-        with self._lock:
-            self.counts[status] += 1
-            if time.monotonic() - self._logged >= PROGRESS_EVERY:
-                self._logged = time.monotonic()
-                log.info("%s", self.line())
 
-    def line(self) -> str:
-        done = sum(self.counts.values())
-        elapsed = max(time.monotonic() - self.started, 1e-6)
-        left = (self.total - done) * elapsed / done if done else 0
-        return (f"moved {self.counts['transferred']}/{self.total}, skipped {self.counts['skipped']}, "
-                f"failed {self.counts['failed']}; {done / elapsed * 60:.0f} calls/min; about {left:.0f}s left")
+# --- the pipeline: select the calls, plan, send paced, verify, report --------------------------
+
+HALTING = (AuthError, Unavailable, NotFound)  # errors every further call would hit: stop starting new ones
+
+
+def select_calls(api_client: Any, settings: Settings, target: tuple[str, str | None]) -> list[Call]:
+    """The calls to act on: the one the settings name, or every voice call waiting in --from-queue.
+
+    Calls that need nothing (already waiting in the target queue, or with an agent already) come
+    back decided, as `skipped` with the reason.
+    """
+    queue_id, queue_name = target
+    if settings.single:
+        conversation, participant = find_call(api_client, settings)
+        calls = [Call(conversation.id, participant.id, participant.purpose, participant.user_id,
+                      participant.queue_id, queue_id, queue_name)]
+    else:
+        calls = list_source_queue(api_client, settings, target)
+    for call in calls:
+        if call.status is None and call.purpose == "acd" and call.from_queue_id == queue_id:
+            call.finish("skipped", f"already waiting in queue {queue_name or queue_id}; nothing to do")
+    return calls
+
+
+def list_source_queue(api_client: Any, settings: Settings, target: tuple[str, str | None]) -> list[Call]:
+    """Every voice call analytics shows waiting in --from-queue, oldest first, at most --limit of them."""
+    source_is_id = is_uuid(settings.from_queue)
+    source_id, source_name = queue_to_use(api_client, settings.from_queue if source_is_id else None,
+                                          None if source_is_id else settings.from_queue, settings.dry_run)
+    queue_id, queue_name = target
+    if source_id == queue_id:
+        raise UsageError(f"--from-queue and the target are the same queue ({source_name or source_id}); "
+                         "choose another target")
+    listed = list_waiting_calls(api_client, source_id)
+    calls = [Call(w.conversation_id, w.participant_id, "acd", None, source_id, queue_id, queue_name, w.waiting_since,
+                  status="skipped" if w.answered else None, reason="already with an agent" if w.answered else None)
+             for w in listed]
+    waiting_now = [call for call in calls if call.status is None]
+    if not waiting_now:
+        if source_name is None:  # not looked up: is it empty, or not a queue at all?
+            source_name = resolve_queue(api_client, source_id, None)[1]
+        raise NoLiveCall(f"no voice calls are waiting in queue {source_name} ({source_id})")
+    chosen = waiting_now[:settings.limit]
+    return [call for call in calls if call.status or call in chosen]
+
+
+def plan_request(call: Call) -> str:
+    """The request a call's transfer sends, as a dry run prints it."""
+    path = TRANSFER_PATH.format(cid=call.conversation_id, pid=call.participant_id)
+    return f"POST {path} {json.dumps(transfer_body(call.queue_id))}"
 
 
 def confirm_bulk(count: int, source: str, target: str, settings: Settings, stdin: Any = None) -> None:
@@ -1054,221 +1327,242 @@ def confirm_bulk(count: int, source: str, target: str, settings: Settings, stdin
     if count <= CONFIRM_ABOVE or settings.yes or settings.dry_run:
         return
     if not stdin.isatty():
-        raise UsageError(f"this would move {count} calls from {source} to {target}; "
+        raise UsageError(f"this would move {plural(count, 'call')} from {source} to {target}; "
                          "pass --yes to confirm when not running on a terminal")
-    sys.stderr.write(f"Move {count} waiting calls from {source} to {target}? [y/N] ")
+    sys.stderr.write(f"Move {plural(count, 'waiting call')} from {source} to {target}? [y/N] ")
     sys.stderr.flush()
     if stdin.readline().strip().lower() not in ("y", "yes"):
         raise UsageError("not confirmed; nothing was moved")
 
 
-def move_waiting_call(api_client: Any, waiting: WaitingCall, queue_id: str) -> dict[str, Any]:
-    """Transfer one waiting call; a call answered or ended before its turn is a skip, not a failure."""
-    started = time.monotonic()
-    result: dict[str, Any] = {"conversationId": waiting.conversation_id, "participantId": waiting.participant_id}
+def move_call(api_client: Any, call: Call, wait: float) -> None:
+    """Transfer one call once and, when `wait` > 0, watch it land; the outcome goes on the call, never raised."""
+    call.started = time.monotonic()
     try:
-        transfer_to_queue(api_client, waiting.conversation_id, waiting.participant_id, queue_id)
-        result.update(status="transferred")
-    except TransferCallError as exc:
-        if isinstance(exc, NothingToTransfer) and not isinstance(exc, QueueNotFound):
-            result.update(status="skipped", reason="answered or ended before its turn", errorCode=exc.code)
+        transfer_to_queue(api_client, call.conversation_id, call.participant_id, call.queue_id)
+        call.status = "transferred"
+        if wait > 0:
+            wait_for_transfer(api_client, call.conversation_id, call.participant_id, call.queue_id, wait)
+            call.verified = True
+        call.finish("transferred")
+    except Stopped as exc:
+        if call.status == "transferred":  # it moved; only the verification was cut short
+            call.finish("transferred", f"not verified: {exc.reason}")
         else:
-            result.update(status="failed", reason=str(exc), errorCode=exc.code, error=exc)
-    result["elapsedMs"] = round((time.monotonic() - started) * 1000)
-    return result
+            call.finish("not-sent", f"not sent: {exc.reason}")
+    except NoLiveCall as exc:
+        call.finish("skipped", str(exc), exc)
+    except TransferCallError as exc:
+        # Once the POST was accepted the call may well have moved: it stays "transferred", unverified.
+        call.finish(call.status or "failed", str(exc), exc)
 
 
-def verify_moves(api_client: Any, moved: Mapping[str, str], queue_id: str, wait: float) -> dict[str, str]:
-    """Check a batch of transfers; returns conversation id -> "verified", "ended" or "not seen".
+def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Stop, report: Report) -> None:
+    """Transfer each call, `concurrency` at a time, and verify; report each call as soon as its outcome is final.
 
-    One listing of the target queue checks every call analytics already shows there (a few
-    requests for hundreds of calls); only the calls it has not shown by the deadline are read
-    one by one, since analytics can lag the live state by seconds.
-    """
-    outcome = {conversation_id: "not seen" for conversation_id in moved}
-    deadline, pause = time.monotonic() + wait, POLL_INTERVAL / 2
-    while True:  # no pause first: by the end of a batch, all but its last transfers have long landed
-        for waiting in list_waiting_calls(api_client, queue_id):
-            replaced = moved.get(waiting.conversation_id)
-            if replaced is not None and waiting.participant_id != replaced:  # a new leg, not the one we moved
-                outcome[waiting.conversation_id] = "verified"
-        if "not seen" not in outcome.values() or time.monotonic() >= deadline:
-            break
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause *= 2
-    for conversation_id, participant_id in moved.items():
-        if outcome[conversation_id] == "not seen":
-            try:
-                conversation = get_conversation(api_client, conversation_id)
-            except NothingToTransfer:
-                outcome[conversation_id] = "ended"
-                continue
-            if transfer_landed(conversation, participant_id, queue_id):
-                outcome[conversation_id] = "verified"
-            elif conversation_ended(conversation):
-                outcome[conversation_id] = "ended"
-    return outcome
-
-
-def run_bulk(api_client: Any, settings: Settings, emit: Callable[[dict[str, Any]], None]) -> ExitCode:
-    """Move every voice call waiting in the source queue to the target queue; returns the exit code."""
-    started = time.monotonic()
-    source_is_id = is_uuid(settings.from_queue)
-    source_id, source_name = queue_to_use(api_client, settings.from_queue if source_is_id else None,
-                                          None if source_is_id else settings.from_queue, settings.dry_run)
-    target_id, target_name = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
-    if source_id == target_id:
-        raise UsageError(f"--from-queue and the target are the same queue ({source_name or source_id}); "
-                         "choose another target")
-    listed = list_waiting_calls(api_client, source_id)
-    common = {"queueId": target_id, "queueName": target_name, "fromQueueId": source_id, "verified": False}
-    target_name = target_name or target_id  # for messages
-    now = dt.datetime.now(dt.timezone.utc)
-    answered = [w for w in listed if w.answered]
-    waiting = [w for w in listed if not w.answered][:settings.limit]
-    for w in answered:
-        emit({**common, "conversationId": w.conversation_id, "participantId": w.participant_id,
-              "status": "skipped", "reason": "already with an agent"})
-    if not waiting:
-        if source_name is None:  # not looked up: is it empty, or not a queue at all?
-            source_name = resolve_queue(api_client, source_id, None)[1]
-        raise NothingToTransfer(f"no voice calls are waiting in queue {source_name} ({source_id})")
-    source_name = source_name or source_id  # for messages
-    if settings.dry_run:
-        for w in waiting:
-            path = TRANSFER_PATH.format(cid=w.conversation_id, pid=w.participant_id)
-            waited = round((now - w.waiting_since).total_seconds()) if w.waiting_since else None
-            emit({**common, "conversationId": w.conversation_id, "participantId": w.participant_id,
-                  "status": "dry-run", "waitingSeconds": waited,
-                  "request": f"POST {path} {json.dumps(transfer_body(target_id))}"})
-        log.info("dry run: %d calls would move from %s to %s with %d requests; nothing was sent",
-                 len(waiting), source_name, target_name, len(waiting))
-        return ExitCode.OK
-    confirm_bulk(len(waiting), source_name, target_name, settings)
-    log.info("moving %d calls from %s to %s, %d at a time", len(waiting), source_name, target_name,
-             settings.concurrency)
-    results, interrupted = move_all(api_client, waiting, target_id, settings.concurrency)
-    moved = {r["conversationId"]: r["participantId"] for r in results if r["status"] == "transferred"}
-    if moved and settings.wait > 0 and not interrupted:
-        by_conversation = {r["conversationId"]: r for r in results}
-        for conversation_id, seen in verify_moves(api_client, moved, target_id, settings.wait).items():
-            result = by_conversation[conversation_id]
-            if seen == "verified":
-                result["verified"] = True
-            elif seen == "ended":
-                result.update(status="skipped", reason="call ended while moving")
-            else:
-                result.update(reason=f"not seen in queue {target_name} within {settings.wait:g}s; check the call")
-    for result in results:
-        emit({**common, **{key: value for key, value in result.items() if key != "error"}})
-    log_summary(results, started, transport_of(api_client))
-    return bulk_exit_code(results, settings, interrupted)
-
-
-def log_summary(results: list[dict[str, Any]], started: float, transport: Transport) -> None:
-    counts = collections.Counter(r["status"] for r in results)
-    verified = sum(1 for r in results if r.get("verified"))
-    elapsed = time.monotonic() - started
-    moved = counts["transferred"]
-    log.info("done: moved %d (%d verified), skipped %d, failed %d in %.1fs (%.0f calls/min); %d requests "
-             "(%.2f per moved call), %d answered 429", moved, verified, counts["skipped"], counts["failed"],
-             elapsed, moved / elapsed * 60 if elapsed else 0, transport.requests_sent,
-             transport.requests_sent / moved if moved else 0, transport.rate_limited)
-
-
-def move_all(api_client: Any, waiting: list[WaitingCall], queue_id: str,
-             concurrency: int) -> tuple[list[dict[str, Any]], bool]:
-    """Transfer the calls, `concurrency` at a time; Ctrl-C stops new transfers and waits for those in flight.
-
-    Auth errors, an unknown target queue and an exhausted retry budget stop the run too: every
-    further call would fail the same way.
+    One call is watched live (wait_for_transfer). A batch is checked by reading the moved calls
+    from analytics in bulk (seen_in_queue), every VERIFY_EVERY seconds or PAGE_SIZE calls while
+    it still sends, and to the end of --wait after, so records come out during the run.
+    A stop (signal) lets the requests in flight finish and sends nothing more.
     """
     import concurrent.futures
 
-    progress = Progress(len(waiting))
-    stop = threading.Event()
-    results: dict[int, dict[str, Any]] = {}
+    watch_live = len(calls) == 1
+    awaiting: dict[str, Call] = {}  # moved, not yet seen in the target queue
+    lock = threading.Lock()
 
-    def work(index: int, call_to_move: WaitingCall) -> None:
+    def work(call: Call) -> None:
         if stop.is_set():
-            return
-        result = move_waiting_call(api_client, call_to_move, queue_id)
-        if isinstance(result.get("error"), (AuthError, Unavailable, QueueNotFound)):
-            stop.set()
-        results[index] = result
-        progress.record(result["status"])
+            return  # never sent: reported by the caller
+        try:
+            move_call(api_client, call, settings.wait if watch_live else 0.0)
+        except Exception as exc:  # noqa: BLE001 - a bug must not cost the other calls their records
+            log.debug("unexpected error on conversation %s", call.conversation_id, exc_info=True)
+            call.finish("failed", f"unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+                        TransferCallError(f"unexpected error: {type(exc).__name__}: {exc}"))
+        if isinstance(call.error, HALTING):
+            stop.halt(call.error)
+        if call.done and not watch_live and settings.wait > 0:
+            with lock:
+                awaiting[call.conversation_id] = call
+        else:
+            report.call(call)
 
-    interrupted = False
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=concurrency)
-    futures = [pool.submit(work, index, w) for index, w in enumerate(waiting)]
+    def verify(until: float) -> None:
+        """Check the awaiting calls until all are seen or `until`; report those seen."""
+        pause = POLL_INTERVAL / 2
+        while not stop.signalled:
+            with lock:
+                batch = list(awaiting.values())
+            if not batch:
+                return
+            for seen in seen_in_queue(api_client, batch):
+                seen.verified = True
+                with lock:
+                    awaiting.pop(seen.conversation_id)
+                report.call(seen)
+            if time.monotonic() + pause > until:
+                return
+            time.sleep(pause)
+            pause = min(pause * 2, 4.0)
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
+    futures = [pool.submit(work, call) for call in calls]
+    last_check, announced = time.monotonic(), False
     try:
-        while not all(f.done() for f in futures):
-            concurrent.futures.wait(futures, timeout=0.2)
-    except KeyboardInterrupt:
-        interrupted = True
-        stop.set()
-        log.warning("interrupted: sending no new transfers, waiting for those in flight")
-    pool.shutdown(wait=True, cancel_futures=True)
-    for future in futures:
-        if not future.cancelled() and future.exception():
-            raise future.exception()
-    why = "interrupted" if interrupted else "the run stopped after an earlier error"
-    for index, w in enumerate(waiting):
-        results.setdefault(index, {"conversationId": w.conversation_id, "participantId": w.participant_id,
-                                   "status": "skipped" if interrupted else "failed", "reason": f"not sent: {why}"})
-    return [results[i] for i in sorted(results)], interrupted
+        while True:
+            _, running = concurrent.futures.wait(futures, timeout=0.2)
+            if stop.signalled and not announced:
+                announced = True
+                log.warning("%s: sending nothing more; waiting for the requests in flight", stop.reason)
+            if not running:
+                break
+            since = time.monotonic() - last_check
+            if awaiting and (since >= VERIFY_EVERY or (len(awaiting) >= PAGE_SIZE and since >= VERIFY_EVERY / 5)):
+                last_check = time.monotonic()
+                try:
+                    verify(until=0.0)  # one check now; the rest at the end
+                except TransferCallError as exc:
+                    log.warning("checking the moved calls failed (%s); checking again at the end", exc)
+        try:
+            verify(until=time.monotonic() + settings.wait)
+        except TransferCallError as exc:
+            log.warning("checking the moved calls in analytics failed (%s); reading each one", exc)
+        try:
+            for call in [c for c in awaiting.values() if not c.verified]:  # not seen by analytics: read each
+                landed_or_ended(api_client, call)
+        except TransferCallError as exc:  # verification itself failed: what was moved stays moved
+            for call in awaiting.values():
+                call.reason = call.reason or f"not verified: {exc}"
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for call in awaiting.values():
+            if stop.signalled and not call.verified:
+                call.reason = f"not verified: {stop.reason}"
+            elif not call.verified and call.status == "transferred":
+                call.error = TransferRefused(call.reason or f"not seen in queue {call.queue_name or call.queue_id} "
+                                             f"within {settings.wait:g}s; check the call")
+                call.reason = str(call.error)
+            report.call(call)
 
 
-def bulk_exit_code(results: list[dict[str, Any]], settings: Settings, interrupted: bool) -> ExitCode:
-    """0 when every call that could move did; 7 when some failed; a failure's own code when none moved."""
-    if interrupted:
-        return ExitCode.INTERRUPTED
-    failed = [r for r in results if r["status"] == "failed"
-              or (r["status"] == "transferred" and settings.wait > 0 and not r["verified"])]
+def landed_or_ended(api_client: Any, call: Call) -> None:
+    """Read one moved call live: verified once it waits in its target queue; skipped if it ended meanwhile."""
+    try:
+        conversation = get_conversation(api_client, call.conversation_id)
+    except NoLiveCall as exc:
+        call.finish("skipped", "the call ended while moving", exc)
+        return
+    if transfer_landed(conversation, call.participant_id, call.queue_id):
+        call.verified = True
+    elif conversation_ended(conversation):
+        call.finish("skipped", "the call ended while moving")
+
+
+def outcome(calls: list[Call], settings: Settings, stop: Stop) -> tuple[int, str | None]:
+    """The run's exit code, and the one error line that explains it (None when there is nothing to say)."""
+    if stop.signalled:
+        return stop.exit_code, None
+    if settings.single:
+        error = calls[0].error
+        return (error.exit_code, str(error)) if error else (ExitCode.OK, None)
+    failed = [c for c in calls if c.status in ("failed", "not-sent") or (c.status == "transferred" and c.error)]
     if not failed:
-        return ExitCode.OK
-    if any(r["status"] == "transferred" for r in results):
-        return ExitCode.PARTIAL
-    error = next((r["error"] for r in failed if r.get("error")), None)
-    return error.exit_code if error else ExitCode.PARTIAL
+        return ExitCode.OK, None
+    if stop.error:
+        reason = f"the run stopped early: {stop.error}"
+    else:
+        reason = (f"{plural(len(failed), 'call')} failed or {'was' if len(failed) == 1 else 'were'} not confirmed "
+                  "(see their result lines); run it again to retry: calls already moved are no longer in the "
+                  "source queue")
+    if any(c.done for c in calls):
+        return ExitCode.PARTIAL, reason
+    first = stop.error or next((c.error for c in failed if c.error), None)
+    return (first.exit_code if first else ExitCode.PARTIAL), reason
 
+
+def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
+    """Select the calls, plan, send them paced, verify, and report: the one pipeline of every mode."""
+    target = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
+    calls = select_calls(api_client, settings, target)
+    report.total, report.started = len(calls), time.monotonic()
+    for call in calls:
+        if call.status:
+            report.call(call)
+    todo = [call for call in calls if call.status is None]
+    target_name = target[1] or target[0]
+    if settings.dry_run:
+        for call in todo:
+            call.request = plan_request(call)
+            call.finish("dry-run")
+            report.call(call)
+        if not settings.single:
+            log.info("dry run: %s would move from %s to %s with %s; nothing was sent",
+                     plural(len(todo), "call"), settings.from_queue, target_name, plural(len(todo), "request"))
+        return ExitCode.OK
+    if todo and not settings.single:
+        confirm_bulk(len(todo), settings.from_queue, target_name, settings)
+        log.info("moving %s from %s to %s, %d at a time", plural(len(todo), "call"), settings.from_queue,
+                 target_name, settings.concurrency)
+    elif todo:
+        log.info("transferring conversation %s participant %s (%s) to queue %s",
+                 todo[0].conversation_id, todo[0].participant_id, todo[0].purpose, target_name)
+    try:
+        stop.preparing = False  # from here a signal lets the requests in flight finish
+        if todo and not stop.is_set():
+            send_calls(api_client, todo, settings, stop, report)
+    finally:
+        for call in todo:
+            if call.status is None:
+                call.finish("not-sent", f"not sent: {stop.reason}")
+                report.call(call)
+    code, message = outcome(calls, settings, stop)
+    if not settings.single:
+        report.summary()
+    if stop.signalled:
+        log.error("%s: %s moved, %s not sent; run it again to act on the rest (calls already moved are "
+                  "no longer where they were)", stop.reason, plural(report.counts["transferred"], "call"),
+                  plural(report.counts["not-sent"], "call"))
+    elif message:
+        log.error("error: %s", message)
+    return code
+
+
+# --- preflight: --check ------------------------------------------------------------------------
 
 NIL_ID = "00000000-0000-4000-8000-000000000000"  # no conversation, queue or user has this id
 
 
-def check_permissions(api_client: Any, settings: Settings) -> list[dict[str, str]]:
+def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[str, str]], list[str]]:
     """Probe each permission the chosen mode needs (all, when none is chosen) without changing anything.
 
     Reads that need a permission answer 403 without it; reading an id that does not exist
     answers 404 when the permission is there. The transfer itself cannot be probed without
-    sending a transfer, so it is reported "unknown".
+    sending a transfer, so it is reported "unknown". Returns the rows, and the queues and users
+    the command names that do not exist.
     """
     sdk = load_sdk()
     mode_given = any((settings.user_id, settings.user_email, settings.conversation_id, settings.from_queue))
     needs_analytics = not mode_given or settings.user_id or settings.user_email or settings.from_queue
     routing, analytics = sdk.RoutingApi(api_client), sdk.AnalyticsApi(api_client)
-    probes: list[tuple[str, str, Callable[[], Any] | None, str]] = [  # (permission, for, probe, note on 404)
+    probes: list[tuple[str, str, Callable[[], Any] | None]] = [  # (permission, needed for, probe)
         ("conversation:communication:view", "reading the call and verifying the transfer",
-         lambda: sdk.ConversationsApi(api_client).get_conversation(NIL_ID), ""),
-        ("conversation:communication:blindTransferQueue", "the transfer (or ...:blindTransfer)", None, ""),
+         lambda: sdk.ConversationsApi(api_client).get_conversation(NIL_ID)),
+        ("conversation:communication:blindTransferQueue", "the transfer (or ...:blindTransfer)", None),
     ]
     if needs_analytics:
         now = dt.datetime.now(dt.timezone.utc)
         last_minute = {**details_query({"mediaType": "voice"}, now, order="desc", page_size=1),
                        "interval": f"{iso(now - dt.timedelta(minutes=1))}/{iso(now)}"}
         probes.append(("analytics:conversationDetail:view", "finding an agent's call, listing a queue's calls",
-                       lambda: analytics.post_analytics_conversations_details_query(last_minute), ""))
+                       lambda: analytics.post_analytics_conversations_details_query(last_minute)))
     probes.append(("routing:queue:view", "looking up and checking queues",
-                   (lambda: routing.get_routing_queue(settings.queue_id)) if settings.queue_id else
-                   (lambda: routing.get_routing_queues(name=settings.queue_name or "*", page_size=1)),
-                   f"but queue {settings.queue_id} was not found: check the id and the role's divisions"))
+                   lambda: routing.get_routing_queues(page_size=1)))
     if not mode_given or settings.user_email:
-        email = settings.user_email or "nobody@invalid.example"
-        probes.append(("directory:user:view", "--user-email",
-                       lambda: sdk.UsersApi(api_client).post_users_search(
-                           {"query": [{"type": "EXACT", "fields": ["email"], "value": email}]}), ""))
+        probes.append(("directory:user:view", "--user-email", lambda: sdk.UsersApi(api_client).post_users_search(
+            {"query": [{"type": "EXACT", "fields": ["email"], "value": "nobody@invalid.example"}]})))
     rows = []
-    for permission, needed_for, probe, note_on_404 in probes:
+    for permission, needed_for, probe in probes:
         result, note = "unknown", "cannot be checked without sending a transfer"
         if probe is not None:
             try:
@@ -1279,19 +1573,37 @@ def check_permissions(api_client: Any, settings: Settings) -> list[dict[str, str
                 if status == 401:
                     raise api_error(exc, "checking permissions") from None
                 result, note = {403: ("missing", f"{code}: add it to the OAuth client's role"),
-                                404: ("ok", note_on_404)}.get(status, ("unknown", f"answered {status} {code}"))
+                                404: ("ok", "")}.get(status, ("unknown", f"answered {status} {code}"))
         rows.append({"permission": permission, "neededFor": needed_for, "result": result, "note": note})
-    return rows
+    granted = {row["permission"] for row in rows if row["result"] == "ok"}
+    lookups: list[Callable[[], Any]] = []
+    if "routing:queue:view" in granted:
+        source = settings.from_queue
+        lookups += [lambda: resolve_queue(api_client, settings.queue_id, settings.queue_name)] * bool(
+            settings.queue_id or settings.queue_name)
+        lookups += [lambda: resolve_queue(api_client, *((source, None) if is_uuid(source) else (None, source)))] * bool(
+            source)
+    if "directory:user:view" in granted and settings.user_email:
+        lookups.append(lambda: find_user_by_email(api_client, settings.user_email))
+    not_found = []
+    for lookup in lookups:
+        try:
+            lookup()
+        except UsageError as exc:
+            not_found.append(str(exc))
+    return rows, not_found
 
 
-def run_check(api_client: Any, settings: Settings) -> ExitCode:
-    """Print the permission table; exit 3 when the role lacks any permission the mode needs."""
-    rows = check_permissions(api_client, settings)
-    print(format_check(rows, settings.output_json), flush=True)
+def run_check(api_client: Any, settings: Settings, report: Report) -> int:
+    """Print the permission table; exit 3 when the role lacks a permission, 2 when a named queue or user is missing."""
+    rows, not_found = check_permissions(api_client, settings)
+    report.line(format_check(rows, settings.output_json))
     missing = [r["permission"] for r in rows if r["result"] == "missing"]
     if missing:
         raise AuthError(f"the OAuth client's role lacks {', '.join(missing)}; add "
                         f"{'it' if len(missing) == 1 else 'them'} and run --check again")
+    if not_found:
+        raise NotFound("; ".join(not_found))
     return ExitCode.OK
 
 
@@ -1319,19 +1631,20 @@ examples:
   python transfer_call.py --user-email agent@example.com --queue-id 8c2e... --json
   python transfer_call.py --from-queue Support --queue-name "Billing Overflow" --dry-run
 
-environment variables (flags win; then the environment; then .env):
+environment variables (a flag replaces every variable of its group, "which call" or "where to";
+the environment replaces the .env file the same way):
 {variables}
 
 {EXIT_CODE_HELP}""")
     which = parser.add_argument_group("which call")
     which.add_argument("--user-id", help="agent whose connected call is moved")
-    which.add_argument("--user-email", help="agent, found by exact email")
+    which.add_argument("--user-email", help="agent, found by email (ignoring case)")
     which.add_argument("--conversation-id", help="conversation to move (agent-connected or waiting in a queue)")
     which.add_argument("--from-queue", metavar="ID_OR_NAME",
                        help="every voice call waiting in this queue (bulk move)")
     target = parser.add_argument_group("where to")
     target.add_argument("--queue-id", help="target queue id")
-    target.add_argument("--queue-name", help="target queue, by exact name (must be unique)")
+    target.add_argument("--queue-name", help="target queue, by name ignoring case (must be unique)")
     parser.add_argument("--dry-run", action="store_true", help="find everything and print the request; change nothing")
     bulk = parser.add_argument_group("bulk moves (--from-queue)")
     bulk.add_argument("--limit", type=int, metavar="N", help="move at most N calls, oldest first")
@@ -1339,14 +1652,14 @@ environment variables (flags win; then the environment; then .env):
                       "without a terminal prompt")
     bulk.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
                       help=f"transfers in flight at once (default {DEFAULT_CONCURRENCY})")
-    parser.add_argument("--wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
+    parser.add_argument("--wait", metavar="SECONDS",
                         help=f"how long to verify the transfer (default {DEFAULT_WAIT:g}; 0 = do not verify)")
     parser.add_argument("--retry-budget", metavar="SECONDS",
                         help=f"time to spend retrying 429/5xx/network errors (default {DEFAULT_RETRY_BUDGET:g})")
     parser.add_argument("--timeout", metavar="SECONDS",
                         help=f"wait this long for one answer before retrying (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--check", action="store_true",
-                        help="check the OAuth client's permissions for the chosen mode (or all); change nothing")
+                        help="check the OAuth client's permissions and the queues and user named; change nothing")
     parser.add_argument("--env-file", metavar="PATH", help="read variables from PATH instead of ./.env")
     parser.add_argument("--json", action="store_true", help="print one JSON object per call on stdout")
     verbosity = parser.add_mutually_exclusive_group()
@@ -1367,33 +1680,43 @@ def configure_logging(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args)
-
-    def emit(result: dict[str, Any]) -> None:
-        print(format_result(result, args.json), flush=True)
-
+    stop, report = Stop(), Report(args.json)
+    # Signals only set the stop flag (see Stop): no request is sent after one, whatever was running.
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {number: signal.signal(number, stop.handle) for number in STOP_SIGNALS}
     try:
         settings = resolve_settings(args, os.environ)
-        api_client = make_api_client(settings)
+        log.info("org: %s%s, OAuth client %s", settings.base_url,
+                 f" (region {settings.region})" if settings.region else "", settings.client_id)
+        api_client = make_api_client(settings, stop=stop)
+        report.transport = transport_of(api_client)
         authenticate(api_client, settings)
         if settings.check:
-            return run_check(api_client, settings)
-        if settings.from_queue:
-            return run_bulk(api_client, settings, emit)
-        run_single(api_client, settings, emit)
-        return ExitCode.OK
+            return run_check(api_client, settings, report)
+        return run(api_client, settings, report, stop)
+    except Stopped as exc:
+        log.error("%s before anything was changed; nothing was sent", exc.reason)
+        return exc.exit_code
     except TransferCallError as exc:
         log.error("error: %s", exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        log.error("interrupted; if a transfer was sent, check the call before running again")
-        return ExitCode.INTERRUPTED
+        log.error("%s before anything was changed; nothing was sent", stop.reason if stop.signalled else "interrupted")
+        return stop.exit_code or ExitCode.INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 1
         log.error("unexpected error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc,
                   exc_info=args.verbose)
         return ExitCode.UNEXPECTED
+    finally:
+        for number, previous in handlers.items():
+            signal.signal(number, previous)
 
 
 if __name__ == "__main__":

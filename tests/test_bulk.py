@@ -50,7 +50,9 @@ def test_every_waiting_call_moves_once_through_answers_hangups_429_and_a_lost_50
     for skipped in (answered, hung_up):
         assert records[skipped]["status"] == "skipped" and records[skipped]["reason"]
     assert all(records[c]["status"] == "transferred" and records[c]["verified"] for c in still_waiting)
-    assert all(records[c]["fromQueueId"] == support and records[c]["queueId"] == overflow for c in calls)
+    for record in records.values():  # the same fields as a single call's record
+        assert (record["fromQueueId"], record["queueId"], record["queueName"]) == (support, overflow, "Overflow")
+        assert (record["purpose"], record["userId"]) == ("acd", None) and record["timestamp"].endswith("Z")
     assert len(org.sent("POST", "/details/query")) >= 4  # every page was read
     assert "done: moved 32 (32 verified), skipped 2, failed 0" in result.err
 
@@ -159,6 +161,8 @@ def test_a_missing_transfer_permission_stops_the_run_early(run_inprocess) -> Non
     assert result.code == 3, result.err
     assert len(org.sent("POST", "/replace/queue")) <= 2
     assert result.out.count("not sent: the run stopped after an earlier error") >= 28
+    [error] = [line for line in result.err.splitlines() if "error:" in line]  # the reason, once, on stderr
+    assert "the run stopped early" in error and "missing permission conversation:communication:blindTransfer" in error
 
 
 def test_an_unknown_target_queue_id_stops_the_run_at_the_first_transfer(run_inprocess) -> None:
@@ -167,7 +171,7 @@ def test_an_unknown_target_queue_id_stops_the_run_at_the_first_transfer(run_inpr
 
     result = run_inprocess(org, "--from-queue", support, "--queue-id", unknown, "--yes", "--concurrency", "1")
 
-    assert result.code == 4, result.err
+    assert result.code == 2, result.err  # a queue that does not exist is a configuration error
     assert len(org.sent("POST", "/replace/queue")) == 1 and org.transfers == []
     assert "does not exist or is not visible" in result.out
     assert result.out.count("not sent: the run stopped after an earlier error") == 19
@@ -178,8 +182,8 @@ def test_an_unknown_source_queue_id_is_named_as_such(run_inprocess) -> None:
 
     result = run_inprocess(org, "--from-queue", "00000000-0000-4000-8000-000000000000", "--queue-id", overflow)
 
-    assert result.code == 4
-    assert "reading queue 00000000-0000-4000-8000-000000000000: not found" in result.err
+    assert result.code == 2
+    assert "queue 00000000-0000-4000-8000-000000000000 does not exist or is not visible" in result.err
 
 
 def test_some_failures_end_with_exit_7(run_inprocess) -> None:
@@ -202,6 +206,33 @@ def test_pacing_keeps_429s_to_a_handful_under_a_tight_limit(run_inprocess) -> No
     assert result.code == 0, result.err
     assert transfers_per_call(org) == collections.Counter(calls)
     assert org.rate_limited == 0  # the inin-ratelimit-* headers were heeded before any 429
+    assert "rate limit reached (40 a minute): holding requests for" in result.err
+
+
+def test_one_waiting_call_is_spoken_of_in_the_singular(run_inprocess) -> None:
+    org, support, overflow, calls = evacuation_org(1)
+
+    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow)
+
+    assert result.code == 0, result.err
+    assert f"moving 1 call from Support to {overflow}, 4 at a time" in result.err
+    assert "done: moved 1 (1 verified), skipped 0, failed 0, not sent 0" in result.err
+    assert org.queue_of(calls[0]) == overflow
+
+
+def test_the_time_left_accounts_for_the_rate_limit() -> None:
+    class Paced:
+        allowed, requests_sent = 300, 120  # 300 requests a minute; 1.2 requests per call so far
+
+    report = transfer_call.Report(as_json=False)
+    report.total, report.transport = 400, Paced()
+    report.counts["transferred"] = 100
+    report.started -= 1.0  # 100 calls in one second: unpaced, the rest would take 3 s
+
+    line = report.progress()
+
+    left = int(line.rsplit("about ", 1)[1].split("s left")[0])
+    assert left == 72  # 300 calls left x 1.2 requests / 300 a minute = 72 s
 
 
 def test_ctrl_c_stops_new_transfers_and_a_rerun_moves_the_rest_once(served) -> None:
@@ -217,10 +248,10 @@ def test_ctrl_c_stops_new_transfers_and_a_rerun_moves_the_rest_once(served) -> N
     out, err = process.communicate(timeout=60)
 
     assert process.returncode == 130, err
-    assert "interrupted: sending no new transfers" in err and "done: moved" in err
+    assert "stopped by SIGINT: sending nothing more" in err and "done: moved" in err
     moved_first = len(org.transfers)
     assert 3 <= moved_first < 40
-    assert out.count("not sent: interrupted") == 40 - moved_first
+    assert out.count("not sent: stopped by SIGINT") == 40 - moved_first
 
     rerun = run_script(base_url, org, "--from-queue", "Support", "--queue-id", overflow, "--yes")
 

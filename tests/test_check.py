@@ -52,8 +52,27 @@ def test_check_names_each_missing_permission_and_exits_3(scenario: Scenario, run
     assert "lacks conversation:communication:view, directory:user:view; add them" in result.err
 
 
-def test_check_warns_of_a_target_queue_that_is_not_there(scenario: Scenario, run_inprocess) -> None:
+def test_check_exits_2_naming_a_target_queue_that_is_not_there(scenario: Scenario, run_inprocess) -> None:
     result = run_inprocess(scenario.org, "--check", "--queue-id", "00000000-0000-4000-8000-00000000000a")
 
-    assert result.code == 0
-    assert "but queue 00000000-0000-4000-8000-00000000000a was not found" in result.out
+    assert result.code == 2, result.err
+    assert "routing:queue:view" in result.out  # the table still comes first
+    [error] = [line for line in result.err.splitlines() if "error:" in line]
+    assert "queue 00000000-0000-4000-8000-00000000000a does not exist or is not visible" in error
+
+
+def test_check_resolves_every_queue_and_user_named_and_reports_all_that_are_missing(scenario: Scenario,
+                                                                                   run_inprocess) -> None:
+    org = scenario.org
+
+    result = run_inprocess(org, "--check", "--user-email", "nobody@example.com", "--queue-name", "Nope")
+
+    assert result.code == 2, result.err
+    [error] = [line for line in result.err.splitlines() if "error:" in line]
+    assert "no queue named 'Nope'" in error and "no user has the email nobody@example.com" in error
+    assert org.transfers == []
+
+    found = run_inprocess(org, "--check", "--from-queue", "support", "--queue-name", "Billing Overflow")
+
+    assert found.code == 0, found.err
+    assert {r["query"].get("name") for r in org.sent("GET", "/routing/queues")} >= {"support", "Billing Overflow"}

@@ -41,3 +41,10 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert ci_lines[-1] == test_command
     install = section.strip().splitlines()[0]
     assert "requirements.txt" in install and "requirements-dev.txt" in install
+
+
+def test_the_readme_stands_alone_and_documents_every_status() -> None:
+    assert not re.search(r"\.\./\w", README), "the README must not point outside the repository"
+    for status in ("transferred", "skipped", "failed", "not-sent", "dry-run"):
+        assert f"`{status}`" in README, status
+    assert "exact name" not in README.lower() and "exact email" not in README.lower()  # names ignore case

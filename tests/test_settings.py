@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_flag_wins_over_environment_which_wins_over_dotenv(tmp_path: Path) -> No
 
 def test_env_file_flag_reads_another_file_and_an_unreadable_one_is_a_usage_error(tmp_path: Path) -> None:
     other = tmp_path / "prod.env"
-    other.write_text(f"TARGET_QUEUE_NAME=Billing\n")
+    other.write_text("TARGET_QUEUE_NAME=Billing\n")
     assert resolve(["--env-file", str(other)], BASE_ENV).queue_name == "Billing"
 
     with pytest.raises(UsageError, match="cannot read env file .*missing.env"):
@@ -66,9 +67,9 @@ def test_every_problem_is_reported_in_one_message() -> None:
         resolve(["--queue-id", "not-a-uuid", "--user-email", "nobody", "--wait", "-1"],
                 {"GENESYS_REGION": "atlantis", "GENESYS_RETRY_BUDGET": "soon"})
     message = str(caught.value)
-    for fragment in ("GENESYS_CLIENT_ID is not set", "GENESYS_CLIENT_SECRET is not set", "'atlantis' is unknown",
-                     "--queue-id 'not-a-uuid' is not an id", "'nobody' is not an email", "--wait must be >= 0",
-                     "GENESYS_RETRY_BUDGET 'soon'"):
+    for fragment in ("GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET are not set", "'atlantis' is unknown",
+                     "--queue-id 'not-a-uuid' is not an id", "'nobody' is not an email",
+                     "--wait '-1' must be a number of seconds >= 0", "GENESYS_RETRY_BUDGET 'soon'"):
         assert fragment in message
     assert caught.value.exit_code == 2
 
@@ -102,6 +103,78 @@ def test_timeout_comes_from_flag_or_environment_and_must_be_positive() -> None:
     assert resolve([], env).timeout == transfer_call.DEFAULT_TIMEOUT
     assert resolve([], {**env, "GENESYS_TIMEOUT": "2.5"}).timeout == 2.5
     assert resolve(["--timeout", "4"], {**env, "GENESYS_TIMEOUT": "2.5"}).timeout == 4
-    for bad in ("0", "-1", "nan", "soon"):
-        with pytest.raises(UsageError, match="GENESYS_TIMEOUT"):
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        with pytest.raises(UsageError, match=f"--timeout '{bad}' must be a number of seconds"):
             resolve(["--timeout", bad], env)
+        with pytest.raises(UsageError, match=f"GENESYS_TIMEOUT '{bad}' must be a number of seconds"):
+            resolve([], {**env, "GENESYS_TIMEOUT": bad})
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf", "-1", "soon", ""])
+def test_wait_must_be_a_finite_number_of_seconds(bad: str) -> None:
+    with pytest.raises(UsageError, match=f"--wait '{bad}' must be a number of seconds >= 0"):
+        resolve(["--queue-id", QUEUE_A, f"--wait={bad}"], BASE_ENV)
+    assert resolve(["--queue-id", QUEUE_A, "--wait", "0"], BASE_ENV).wait == 0
+
+
+# --- a flag replaces every variable of its group; the environment replaces .env the same way ---
+
+def test_a_where_to_flag_replaces_the_other_form_of_the_setting_from_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("TARGET_QUEUE_NAME=Billing\n")
+
+    settings = resolve(["--queue-id", QUEUE_A], BASE_ENV)
+
+    assert (settings.queue_id, settings.queue_name) == (QUEUE_A, None)
+    assert resolve(["--queue-name", "Support"], {**BASE_ENV, "TARGET_QUEUE_ID": QUEUE_B}).queue_id is None
+
+
+def test_a_which_call_flag_replaces_every_which_call_variable(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SOURCE_QUEUE=Support\n")
+    env = {**BASE_ENV, "TARGET_QUEUE_ID": QUEUE_A, "TARGET_USER_EMAIL": "ada@example.com"}
+
+    settings = resolve(["--conversation-id", QUEUE_C], env)
+
+    assert (settings.conversation_id, settings.user_id, settings.user_email, settings.from_queue) == (
+        QUEUE_C, None, None, None)
+    assert settings.single
+
+
+def test_the_environment_replaces_the_dotenv_values_of_a_group(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"TARGET_QUEUE_NAME=Billing\nTARGET_USER_ID={USER}\n")
+
+    settings = resolve([], {**BASE_ENV, "TARGET_QUEUE_ID": QUEUE_A, "TARGET_USER_ID": ""})
+
+    assert (settings.queue_id, settings.queue_name, settings.user_id) == (QUEUE_A, None, USER)
+
+
+@pytest.mark.parametrize("argv, env, dotenv, message", [
+    (["--queue-id", QUEUE_A, "--queue-name", "Billing"], {}, "", "give only one of --queue-id / --queue-name"),
+    ([], {"TARGET_QUEUE_ID": QUEUE_A, "TARGET_QUEUE_NAME": "Billing"}, "",
+     "give only one of TARGET_QUEUE_ID / TARGET_QUEUE_NAME (both set in the environment)"),
+    ([], {}, f"TARGET_QUEUE_ID={QUEUE_A}\nTARGET_QUEUE_NAME=Billing\n",
+     "give only one of TARGET_QUEUE_ID / TARGET_QUEUE_NAME (both set in .env)"),
+])
+def test_a_real_conflict_names_where_each_value_came_from(tmp_path: Path, argv, env, dotenv, message) -> None:
+    if dotenv:
+        (tmp_path / ".env").write_text(dotenv)
+    with pytest.raises(UsageError) as caught:
+        resolve(argv, {**BASE_ENV, **env})
+    assert message in str(caught.value)
+
+
+def test_a_missing_variable_says_which_env_file_was_read(tmp_path: Path) -> None:
+    env = {"TARGET_USER_ID": USER, "TARGET_QUEUE_ID": QUEUE_A}
+    with pytest.raises(UsageError, match=r"GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET are not set "
+                                         r"\(looked in the environment; no \.env file was read\)"):
+        resolve([], env)
+    (tmp_path / "prod.env").write_text("GENESYS_CLIENT_ID=id\n")
+    with pytest.raises(UsageError, match=r"GENESYS_CLIENT_SECRET is not set \(looked in the environment and "
+                                         r".*prod\.env\)"):
+        resolve(["--env-file", str(tmp_path / "prod.env")], env)
+
+
+def test_a_missing_dependency_is_a_usage_error_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)  # what `import httpx` does when it is not installed
+
+    with pytest.raises(UsageError, match=r"'httpx' is not installed .*pip install -r requirements.txt"):
+        transfer_call.make_api_client(resolve(["--queue-id", QUEUE_A], BASE_ENV))

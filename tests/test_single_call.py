@@ -116,7 +116,64 @@ def test_several_live_calls_take_the_connected_unheld_newest_and_name_the_rest(s
 
     assert result.code == 0, result.err
     assert [t["conversationId"] for t in org.transfers] == [scenario.agent_call]
-    assert held_newer in result.err and "1 other live calls" in result.err
+    assert held_newer in result.err and "has 1 other live call, not moved" in result.err
+
+
+def test_a_consult_moves_the_connected_agent_leg_not_the_held_first_one(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    [first] = org.live_participants(scenario.agent_call, "agent")
+    org.hold(scenario.agent_call)  # the first agent holds the customer and consults a colleague
+    colleague = org.add_user("Cleo Colleague", "cleo@example.com")
+    consulted = org.add_agent_leg(scenario.agent_call, colleague)
+
+    result = run_inprocess(org, "--conversation-id", scenario.agent_call, "--queue-id", scenario.billing, "--json")
+
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["participantId"] == consulted
+    assert [t["participantId"] for t in org.transfers] == [consulted]
+    assert first["id"] not in [t["participantId"] for t in org.transfers]
+
+
+def test_among_connected_agent_legs_the_most_recently_started_moves(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    colleague = org.add_user("Cleo Colleague", "cleo@example.com")
+    older = org.add_agent_leg(scenario.agent_call, colleague, started="2020-01-01T00:00:00.000Z")
+    [newest] = [p["id"] for p in org.live_participants(scenario.agent_call, "agent") if p["id"] != older]
+
+    result = run_inprocess(org, "--conversation-id", scenario.agent_call, "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert [t["participantId"] for t in org.transfers] == [newest]
+
+
+def test_a_held_agent_leg_moves_when_no_other_is_connected(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    [held] = org.live_participants(scenario.agent_call, "agent")
+    org.hold(scenario.agent_call)
+
+    result = run_inprocess(org, "--conversation-id", scenario.agent_call, "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert [t["participantId"] for t in org.transfers] == [held["id"]]
+
+
+def test_rerunning_a_move_already_made_is_skipped_with_the_reason_and_exit_0(scenario: Scenario,
+                                                                            run_inprocess) -> None:
+    org = scenario.org
+
+    result = run_inprocess(org, "--conversation-id", scenario.waiting_call, "--queue-name", "support")
+
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"skipped {scenario.waiting_call} ")
+    assert "already waiting in queue Support; nothing to do" in result.out
+    assert "error:" not in result.err and org.sent("POST", "/replace/queue") == []
+
+
+def test_the_org_acted_on_is_named_before_anything_is_sent(scenario: Scenario, run_inprocess) -> None:
+    result = run_inprocess(scenario.org, "--user-id", scenario.agent, "--queue-id", scenario.billing, "--dry-run")
+
+    first = result.err.splitlines()[0]
+    assert first == f"transfer_call: org: https://api.fake.test, OAuth client {scenario.org.client_id}"
 
 
 def test_analytics_lag_is_retried_briefly(scenario: Scenario, run_inprocess) -> None:
@@ -279,22 +336,20 @@ FAILURES = [
     ("missing transfer permission", without("conversation:communication:blindTransferQueue"),
      ["--user-id", "{agent}", "--queue-id", "{billing}"], {}, 3,
      ["conversation:communication:blindTransfer", "OAuth client's role"]),
-    ("unknown queue id", None, ["--user-id", "{agent}", "--queue-id", UNKNOWN_ID], {}, 4,
+    ("unknown queue id", None, ["--user-id", "{agent}", "--queue-id", UNKNOWN_ID], {}, 2,
      ["does not exist or is not visible", "--queue-id"]),
-    ("unknown queue name", None, ["--user-id", "{agent}", "--queue-name", "Nope"], {}, 4,
+    ("unknown queue name", None, ["--user-id", "{agent}", "--queue-name", "Nope"], {}, 2,
      ["no queue named 'Nope'", "divisions"]),
     ("ambiguous queue name", ambiguous, ["--user-id", "{agent}", "--queue-name", "Billing Overflow"], {}, 2,
      ["2 queues are named", "use --queue-id"]),
     ("no live call", None, ["--user-id", UNKNOWN_ID, "--queue-id", "{billing}"], {}, 4,
      ["has no connected voice call"]),
-    ("unknown user email", None, ["--user-email", "nobody@example.com", "--queue-id", "{billing}"], {}, 4,
-     ["no user has the email"]),
+    ("unknown user email", None, ["--user-email", "nobody@example.com", "--queue-id", "{billing}"], {}, 2,
+     ["no user has the email", "--user-id"]),
     ("unknown conversation", None, ["--conversation-id", UNKNOWN_ID, "--queue-id", "{billing}"], {}, 4,
      ["not found"]),
     ("call ended before transfer", ends_before_transfer, ["--user-id", "{agent}", "--queue-id", "{billing}"], {}, 4,
      ["answered or ended before the transfer"]),
-    ("already in target queue", None, ["--conversation-id", "{waiting}", "--queue-id", "{support}"], {}, 2,
-     ["already waiting in queue", "another target queue"]),
     ("429 storm past the budget", storm, ["--user-id", "{agent}", "--queue-id", "{billing}"],
      {"GENESYS_RETRY_BUDGET": "12"}, 6, ["rate limited (429)", "retry budget 12s", "next wait would have been 5.0s"]),
     ("5xx past the budget", gateway_errors, ["--user-id", "{agent}", "--queue-id", "{billing}"],
@@ -305,7 +360,7 @@ FAILURES = [
     ("path-like id", None, ["--conversation-id", "../../users/me", "--queue-id", "{billing}"], {}, 2,
      ["is not an id"]),
     ("missing variables", None, [], {"GENESYS_CLIENT_ID": "", "GENESYS_CLIENT_SECRET": ""}, 2,
-     ["GENESYS_CLIENT_ID is not set", "GENESYS_CLIENT_SECRET is not set", "--user-id", "--queue-id"]),
+     ["GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET are not set", "--user-id", "--queue-id"]),
     ("conflicting flags", None, ["--user-id", "{agent}", "--conversation-id", "{waiting}", "--queue-id", "{billing}",
                                  "--queue-name", "Support"], {}, 2, ["give only one of", "--queue-id / --queue-name"]),
     ("unknown region", None, ["--user-id", "{agent}", "--queue-id", "{billing}"],
@@ -333,5 +388,5 @@ def test_failure_table(scenario: Scenario, run_inprocess, name, change, argv, en
     assert_no_secret(org, result.out, result.err)
     if code in (2, 3) or name == "no live call":
         assert org.transfers == []
-    if code == 2 and name != "ambiguous queue name" and name != "already in target queue":
+    if code == 2 and not name.startswith(("ambiguous", "unknown")):
         assert org.requests == []  # configuration errors are found before anything is sent

@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import SCRIPT, Scenario, run_script
@@ -53,16 +54,40 @@ def test_settings_come_from_a_dotenv_file_in_the_working_folder(scenario: Scenar
     assert done.stderr == "" and done.stdout.startswith(f"transferred {scenario.agent_call}")
 
 
-def test_connection_refused_ends_with_exit_6_within_the_budget(scenario: Scenario) -> None:
+def test_a_host_that_never_answers_ends_with_exit_6_in_seconds_naming_the_host(scenario: Scenario) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again when the block ends: nothing listens there
 
+    started = time.monotonic()
     result = run_script(f"http://127.0.0.1:{port}", scenario.org, "--user-id", scenario.agent,
-                        "--queue-id", scenario.billing, env={"GENESYS_RETRY_BUDGET": "1"})
+                        "--queue-id", scenario.billing)  # the default retry budget: 60 s
 
     assert result.code == 6, result.err
-    assert "network error (ConnectError" in result.err and "try again later" in result.err
+    [error] = [line for line in result.err.splitlines() if "error:" in line]
+    assert f"cannot reach 127.0.0.1:{port}: network error (ConnectError" in error
+    assert "check GENESYS_API_HOST or GENESYS_REGION" in error and "try again later" in error
+    assert time.monotonic() - started < 40  # a safety net: it gives up after about 3 s, not the 60 s budget
+
+
+def test_a_where_to_flag_wins_over_the_other_form_in_dotenv(scenario: Scenario, served, tmp_path: Path) -> None:
+    org = scenario.org
+    base_url = served(org)
+    (tmp_path / ".env").write_text(f"GENESYS_CLIENT_ID={org.client_id}\nGENESYS_CLIENT_SECRET={org.client_secret}\n"
+                                   f"GENESYS_API_HOST={base_url}\nTARGET_QUEUE_NAME=Support\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--user-id", scenario.agent, "--queue-id", scenario.billing],
+                          capture_output=True, text=True, env=script_environment(), cwd=tmp_path, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+    assert done.returncode == 0, done.stderr
+    assert org.queue_of(scenario.agent_call) == scenario.billing
+
+
+def test_the_fake_org_explains_itself() -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT.parent / "tests" / "fake_org.py"), "--help"],
+                          capture_output=True, text=True, timeout=30)
+
+    assert done.returncode == 0 and done.stdout.startswith("usage: fake_org.py")
 
 
 def test_help_answers_without_importing_the_sdk() -> None:
@@ -83,4 +108,4 @@ def test_configuration_errors_answer_without_importing_the_sdk(tmp_path: Path) -
     assert "import time:" in done.stderr
     assert not re.search(r"\|\s+PureCloudPlatformClientV2(\.\w+)*\s*$", done.stderr, re.MULTILINE)
     [error] = [line for line in done.stderr.splitlines() if "error:" in line]
-    assert "GENESYS_CLIENT_ID is not set" in error and "'x' is not an id" in error
+    assert "GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET are not set" in error and "'x' is not an id" in error

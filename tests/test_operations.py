@@ -1,0 +1,164 @@
+"""What operations people do to the tool: kill it, pipe it into head, interrupt it while it starts, rerun it.
+
+Every test runs `python transfer_call.py` as a subprocess against the fake org served on 127.0.0.1,
+and asserts on the org afterwards: nothing is sent after a stop, nothing moves twice, and every
+call the run knew of has exactly one result line.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import SCRIPT, Scenario, run_script
+from fake_org import FakeOrg, build_scenario, script_environment
+from test_bulk import evacuation_org, transfers_per_call
+
+
+def start(base_url: str, org: FakeOrg, *argv: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(SCRIPT), *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=script_environment(org, base_url, **(env or {})), stdin=subprocess.DEVNULL)
+
+
+def wait_until(condition, seconds: float = 60) -> None:
+    """Poll until condition() holds; the bound is a safety net, far above what a busy machine needs."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_bulk_leaves_a_line_per_call_and_the_summary_and_a_rerun_moves_the_rest(served, signum) -> None:
+    org, support, overflow, calls = evacuation_org(40, latency=0.05)
+    base_url = served(org)
+    process = start(base_url, org, "--from-queue", "Support", "--queue-id", overflow, "--yes", "--concurrency", "2",
+                    "--json")
+    wait_until(lambda: len(org.transfers) >= 3)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 128 + signum, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert sorted(r["conversationId"] for r in records) == sorted(calls)  # one line per call, none twice
+    by_status = collections.Counter(r["status"] for r in records)
+    moved_first = len(org.transfers)
+    assert 3 <= moved_first < 40
+    assert by_status == {"transferred": moved_first, "not-sent": 40 - moved_first}
+    name = signal.Signals(signum).name
+    assert all(r["reason"] == f"not sent: stopped by {name}" for r in records if r["status"] == "not-sent")
+    assert f"stopped by {name}: sending nothing more" in err
+    assert f"done: moved {moved_first} (" in err and f"not sent {40 - moved_first}" in err
+    assert "Traceback" not in err
+    for record in records:
+        assert record["timestamp"].endswith("Z")
+        dt.datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00"))
+        assert (record["purpose"], record["fromQueueId"], record["queueId"]) == ("acd", support, overflow)
+
+    rerun = run_script(base_url, org, "--from-queue", "Support", "--queue-id", overflow, "--yes")
+
+    assert rerun.code == 0, rerun.err
+    assert transfers_per_call(org) == collections.Counter(calls)  # each exactly once, over both runs
+    assert all(org.queue_of(c) == overflow for c in calls)
+
+
+def test_lines_are_written_as_calls_finish_not_at_the_end(served) -> None:
+    org, support, overflow, calls = evacuation_org(30, latency=0.05)
+    process = start(served(org), org, "--from-queue", "Support", "--queue-id", overflow, "--yes", "--wait", "0",
+                    "--concurrency", "1")
+
+    first = process.stdout.readline()
+
+    assert first.startswith("transferred ") and len(org.transfers) < 30  # the run is still going
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert len((first + out).splitlines()) == 30
+
+
+def test_a_signal_while_a_single_call_is_verified_records_the_move(served) -> None:
+    scenario = build_scenario(transfer_delay=3600)  # accepted, never seen landing: verification goes on
+    org = scenario.org
+    process = start(served(org), org, "--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing,
+                    "--json", "--wait", "120")
+    wait_until(lambda: org.transfers)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 143, err
+    [record] = [json.loads(line) for line in out.splitlines()]
+    assert (record["status"], record["verified"]) == ("transferred", False)
+    assert record["reason"] == "not verified: stopped by SIGTERM"
+    assert len(org.transfers) == 1
+
+
+@pytest.mark.parametrize("delay, signum", [(0.0, signal.SIGINT), (0.05, signal.SIGTERM), (0.15, signal.SIGINT),
+                                           (0.3, signal.SIGHUP), (0.6, signal.SIGTERM), (1.0, signal.SIGINT),
+                                           (1.6, signal.SIGTERM)])
+def test_a_signal_during_start_up_sends_nothing(served, delay: float, signum: int) -> None:
+    # A second of latency on every request: the transfer cannot be sent within the first three.
+    scenario = build_scenario(latency=1.0)
+    org = scenario.org
+    process = start(served(org), org, "--user-id", scenario.agent, "--queue-id", scenario.billing)
+    time.sleep(delay)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+
+    assert org.sent("POST", "/replace/queue") == [] and org.transfers == []
+    assert process.returncode in (128 + signum, -signum), err  # -signum: before Python ran the script at all
+    if delay >= 1.0:  # by then the script's own handler is in place
+        assert process.returncode == 128 + signum, err
+        assert "nothing was sent" in err and "Traceback" not in err and "Exception ignored" not in err
+    assert out == ""
+
+
+def test_a_closed_stdout_does_not_change_what_happens_to_a_single_call(scenario: Scenario, served) -> None:
+    org = scenario.org
+    process = start(served(org), org, "--user-id", scenario.agent, "--queue-id", scenario.billing)
+    process.stdout.close()  # like `| head -0`, or a log shipper that died
+    err = process.stderr.read()
+    process.wait(timeout=120)
+
+    assert process.returncode == 0, err
+    assert "stdout was closed" in err
+    assert "Traceback" not in err and "Exception ignored" not in err and "BrokenPipe" not in err.replace(
+        "(BrokenPipeError)", "")
+    assert len(org.transfers) == 1 and org.queue_of(scenario.agent_call) == scenario.billing
+
+
+def test_head_1_on_a_bulk_run_keeps_the_summary_and_moves_every_call(served) -> None:
+    org, support, overflow, calls = evacuation_org(15, latency=0.02)
+    process = start(served(org), org, "--from-queue", "Support", "--queue-id", overflow, "--yes", "--wait", "0")
+
+    first = process.stdout.readline()  # what `| head -1` reads before it exits
+    process.stdout.close()
+    err = process.stderr.read()
+    process.wait(timeout=120)
+
+    assert first.startswith("transferred ")
+    assert process.returncode == 0, err
+    assert "done: moved 15 (0 verified), skipped 0, failed 0, not sent 0" in err
+    assert "Traceback" not in err and "Exception ignored" not in err
+    assert transfers_per_call(org) == collections.Counter(calls)
+
+
+def test_rerunning_a_move_that_already_happened_is_success_and_sends_nothing(scenario: Scenario, served) -> None:
+    org = scenario.org
+    base_url = served(org)
+    argv = ("--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing, "--json")
+    assert run_script(base_url, org, *argv).code == 0
+
+    rerun = run_script(base_url, org, *argv)
+
+    assert rerun.code == 0, rerun.err
+    [record] = [json.loads(line) for line in rerun.out.splitlines()]
+    assert record["status"] == "skipped" and "already waiting in queue" in record["reason"]
+    assert len(org.sent("POST", "/replace/queue")) == 1 and len(org.transfers) == 1
+    assert org.queue_of(scenario.waiting_call) == scenario.billing
