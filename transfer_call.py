@@ -27,7 +27,6 @@ import datetime as dt
 import enum
 import functools
 import importlib.util
-import ipaddress
 import json
 import logging
 import math
@@ -38,8 +37,8 @@ import signal
 import sys
 import threading
 import time
+import types
 import urllib.parse
-import uuid
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -68,8 +67,25 @@ VERIFY_EVERY = 10.0          # seconds between checks of a bulk run's moved call
 RATE_WINDOW = 60.0           # Genesys counts its request limit per minute
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
-TRANSFER_PATH = "/api/v2/conversations/{cid}/participants/{pid}/replace/queue"
 SDK_PACKAGE = "PureCloudPlatformClientV2"
+# Every request the tool sends, as the SDK's API classes define it: their method's name -> (HTTP
+# method, path, model of the answer). `send` hands these to ApiClient.call_api, which serialises the
+# body and deserialises the answer into that model exactly as the API class would, without
+# importing the API classes and their hundreds of models (tests/test_sdk_loader.py checks each
+# entry against the SDK's own API modules).
+OPERATIONS = {
+    "get_conversation": ("GET", "/api/v2/conversations/{conversationId}", "Conversation"),
+    "post_conversation_participant_replace_queue": (
+        "POST", "/api/v2/conversations/{conversationId}/participants/{participantId}/replace/queue", None),
+    "post_analytics_conversations_details_query": (
+        "POST", "/api/v2/analytics/conversations/details/query", "AnalyticsConversationQueryResponse"),
+    "get_analytics_conversations_details": (
+        "GET", "/api/v2/analytics/conversations/details", "AnalyticsConversationWithoutAttributesMultiGetResponse"),
+    "get_routing_queue": ("GET", "/api/v2/routing/queues/{queueId}", "Queue"),
+    "get_routing_queues": ("GET", "/api/v2/routing/queues", "QueueEntityListing"),
+    "post_users_search": ("POST", "/api/v2/users/search", "UsersSearchResponse"),
+}
+SDK_EXPORT = re.compile(r"^from \.([\w.]+) import (\w+)\s*$", re.MULTILINE)  # the SDK's __init__ lines
 EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 ENV_VARS = {
@@ -273,6 +289,8 @@ def check_base_url(url: str) -> str | None:
 
 
 def is_loopback(host: str) -> bool:
+    import ipaddress
+
     if host == "localhost":
         return True
     try:
@@ -281,12 +299,12 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def is_uuid(value: str) -> bool:
-    """True for the canonical 8-4-4-4-12 hex form Genesys uses for every id."""
-    try:
-        return str(uuid.UUID(value)) == value.lower()
-    except ValueError:
-        return False
+    """True for the canonical 8-4-4-4-12 hex form Genesys uses for every id (either case)."""
+    return UUID.fullmatch(value.lower()) is not None
 
 
 def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
@@ -741,7 +759,13 @@ class Transport:
 
     def __init__(self, client: httpx.Client, *, retry_budget: float, stop: Stop,
                  sleep: Callable[[float], None] | None = None) -> None:
+        import httpx
+
         self.client = client
+        self._network_errors = (httpx.TimeoutException, httpx.TransportError)
+        self._never_sent = (httpx.ConnectError, httpx.ConnectTimeout)  # nothing reached Genesys
+        self._timeouts = httpx.TimeoutException
+        self._api_exception = load_sdk().ApiException
         self.retry_budget = retry_budget
         self.stop = stop
         self.sleep = sleep or stop.wait
@@ -760,9 +784,6 @@ class Transport:
         self._sent_seq = self._applied_seq = 0  # answers arrive out of order: apply only newer ones
 
     def request(self, options: Any) -> Response:
-        import httpx
-
-        sdk = load_sdk()
         parts = urllib.parse.urlsplit(options.url)
         path, host = parts.path, parts.netloc
         is_token_request = path.endswith("/oauth/token")
@@ -776,21 +797,22 @@ class Transport:
             started = time.monotonic()
             try:
                 response = self._send(options, headers)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
+            except self._network_errors as exc:
                 # Resending could double an action only for the transfer POST: every other request
                 # reads. A connect error or connect timeout means nothing reached Genesys at all.
-                never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                never_sent = isinstance(exc, self._never_sent)
+                described = describe_network_error(exc, isinstance(exc, self._timeouts))
                 if is_transfer and not never_sent:
                     raise OutcomeUnknown(f"the transfer request to {host} failed with {type(exc).__name__}; "
                                          "it may or may not have been processed") from None
                 if never_sent and not self.reached:  # a wrong host or no network: say so soon
-                    self._wait_to_retry(backoff(attempt), f"cannot reach {host}: {describe_network_error(exc)}",
+                    self._wait_to_retry(backoff(attempt), f"cannot reach {host}: {described}",
                                         time.monotonic() - started, budget=min(CONNECT_RETRY_BUDGET, self.retry_budget),
                                         fix="check GENESYS_API_HOST or GENESYS_REGION and the network "
                                             "(DNS, proxy, firewall), then try again later")
                 else:
-                    self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: "
-                                        f"{describe_network_error(exc)}", time.monotonic() - started)
+                    self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: {described}",
+                                        time.monotonic() - started)
                 continue
             self.reached = True
             status = response.status_code
@@ -818,7 +840,7 @@ class Transport:
                 continue
             result = Response(response)
             if not 200 <= status <= 205:
-                raise sdk.rest.ApiException(http_resp=result)
+                raise self._api_exception(http_resp=result)
             return result
 
     def _send(self, options: Any, headers: dict[str, str]) -> httpx.Response:
@@ -922,10 +944,8 @@ def retry_after(response: httpx.Response, attempt: int) -> float:
         return backoff(attempt)
 
 
-def describe_network_error(exc: Exception) -> str:
-    import httpx
-
-    if isinstance(exc, httpx.TimeoutException):
+def describe_network_error(exc: Exception, timed_out: bool) -> str:
+    if timed_out:
         return f"timed out ({type(exc).__name__})"
     return f"network error ({type(exc).__name__}: {exc})"
 
@@ -933,13 +953,59 @@ def describe_network_error(exc: Exception) -> str:
 # --- the SDK and the API calls -------------------------------------------------------------
 
 @functools.cache
-def load_sdk() -> Any:
-    """Import the Genesys Cloud SDK on first use (it takes about 2 s) and silence its own logger."""
-    sdk = import_dependency(SDK_PACKAGE)
+def load_sdk() -> types.SimpleNamespace:
+    """The parts of the Genesys Cloud SDK a run uses: ApiClient, ApiException, AbstractHttpClient, models.
+
+    `import PureCloudPlatformClientV2` runs a package __init__ that imports all of its ~6,600
+    model classes and every API class: 2-4 s and over 200 MiB. A run needs the ApiClient and a
+    few dozen models, so unless the program has imported the SDK already (then it is used as it
+    is), the package is registered lazily first (register_lazy_sdk) and each model is imported
+    from its own file when the ApiClient first deserialises one.
+    """
+    if SDK_PACKAGE not in sys.modules:
+        register_lazy_sdk()
+    module = functools.partial(importlib.import_module, package=SDK_PACKAGE)
     # The SDK's logger writes request headers (the bearer token) when a user's
     # ~/.genesyscloudpython/config turns it on; this tool must never log a token.
     logging.getLogger(SDK_PACKAGE).disabled = True
-    return sdk
+    return types.SimpleNamespace(ApiClient=module(".api_client").ApiClient, ApiException=module(".rest").ApiException,
+                                 AbstractHttpClient=module(".abstract_http_client").AbstractHttpClient,
+                                 models=module(".models"))
+
+
+def register_lazy_sdk() -> None:
+    """Put the SDK package and its `models` and `apis` subpackages in sys.modules as lazy modules.
+
+    Their real __init__ files are only lines `from .x import Y` (and, at the top, a few plain
+    imports and a Configuration() call that ApiClient makes anyway): each lazy module maps Y to
+    its file from those lines, and imports it on first access (PEP 562's module __getattr__).
+    Submodules (api_client, rest, models.conversation, ...) import normally from the same folders.
+    """
+    spec = importlib.util.find_spec(SDK_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        import_dependency(SDK_PACKAGE)
+    root = list(spec.submodule_search_locations)[0]
+    for name, folder in ((SDK_PACKAGE, root), (f"{SDK_PACKAGE}.models", os.path.join(root, "models")),
+                         (f"{SDK_PACKAGE}.apis", os.path.join(root, "apis"))):
+        init = os.path.join(folder, "__init__.py")
+        with open(init, encoding="utf-8") as handle:
+            exports = {attribute: submodule for submodule, attribute in SDK_EXPORT.findall(handle.read())}
+        module = importlib.util.module_from_spec(
+            importlib.util.spec_from_file_location(name, init, submodule_search_locations=[folder]))
+        module.__getattr__ = functools.partial(lazy_attribute, module, exports)
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, module)
+
+
+def lazy_attribute(module: types.ModuleType, exports: Mapping[str, str], attribute: str) -> Any:
+    """A lazy SDK module's __getattr__: import the submodule that defines `attribute`, and keep it."""
+    if attribute not in exports:
+        raise AttributeError(f"module {module.__name__!r} has no attribute {attribute!r}")
+    value = getattr(importlib.import_module(f"{module.__name__}.{exports[attribute]}"), attribute)
+    setattr(module, attribute, value)
+    return value
 
 
 def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = None,
@@ -947,9 +1013,8 @@ def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = 
     """An SDK ApiClient whose HTTP goes through our httpx Transport (tests pass a MockTransport)."""
     httpx = import_dependency("httpx")
     sdk = load_sdk()
-    from PureCloudPlatformClientV2.abstract_http_client import AbstractHttpClient
 
-    class HttpClient(AbstractHttpClient):
+    class HttpClient(sdk.AbstractHttpClient):
         def __init__(self, inner: Transport) -> None:
             super().__init__()
             self.transport = inner
@@ -1010,23 +1075,30 @@ def api_error(exc: Any, action: str, missing: str | None = None) -> TransferCall
     return TransferRefused(f"{action}: Genesys Cloud answered {status} {code}: {message}{ref}", code=code)
 
 
-def call(action: str, method: Callable[..., Any], *args: Any, missing: str | None = None, **kwargs: Any) -> Any:
-    """Run one SDK method, turning its ApiException into our exceptions (see api_error for `missing`)."""
-    sdk = load_sdk()
+def send(api_client: Any, operation: str, *, path: Mapping[str, str] | None = None,
+         query: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+    """Send one request of OPERATIONS through the SDK's ApiClient, as its API class would; raises ApiException."""
+    method, resource_path, answer_model = OPERATIONS[operation]
+    return api_client.call_api(resource_path, method, path_params=dict(path or {}), query_params=dict(query or {}),
+                               header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                               body=body, post_params=[], files={}, response_type=answer_model,
+                               auth_settings=["PureCloud OAuth"])
+
+
+def call(api_client: Any, action: str, operation: str, *, missing: str | None = None, **request: Any) -> Any:
+    """send() one request, turning its ApiException into our exceptions (see api_error for `missing`)."""
     try:
-        return method(*args, **kwargs)
-    except sdk.rest.ApiException as exc:
+        return send(api_client, operation, **request)
+    except load_sdk().ApiException as exc:
         raise api_error(exc, action, missing) from None
 
 
 def authenticate(api_client: Any, settings: Settings) -> None:
     """Get a client-credentials token, and arrange for a new one when a 401 comes mid-run."""
-    sdk = load_sdk()
-
     def fetch_token() -> str:
         try:
             api_client.get_client_credentials_token(settings.client_id, settings.client_secret)
-        except sdk.rest.ApiException as exc:
+        except load_sdk().ApiException as exc:
             status, code, _, _ = error_details(exc)
             # Reworded, never echoed: the token endpoint's answer is not ours to print.
             if status in (400, 401, 403):
@@ -1045,9 +1117,8 @@ def authenticate(api_client: Any, settings: Settings) -> None:
 
 def find_user_by_email(api_client: Any, email: str) -> str:
     """The id of the one user whose email is this one, ignoring case."""
-    sdk = load_sdk()
     body = {"query": [{"type": "EXACT", "fields": ["email"], "value": email}]}  # UserSearchRequest
-    found = call(f"looking up user {email}", sdk.UsersApi(api_client).post_users_search, body)
+    found = call(api_client, f"looking up user {email}", "post_users_search", body=body)
     ids = [user.id for user in found.results or [] if (user.email or "").lower() == email.lower()]
     if not ids:
         raise NotFound(f"no user has the email {email}; check the address (or the divisions granted to the "
@@ -1069,14 +1140,13 @@ def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None,
 
 def resolve_queue(api_client: Any, queue_id: str | None, queue_name: str | None) -> tuple[str, str]:
     """(id, name) of a queue, which must exist, be visible, and (by name, ignoring case) be unique."""
-    sdk = load_sdk()
-    routing = sdk.RoutingApi(api_client)
     if queue_id:
-        queue = call(f"reading queue {queue_id}", routing.get_routing_queue, queue_id,
+        queue = call(api_client, f"reading queue {queue_id}", "get_routing_queue", path={"queueId": queue_id},
                      missing=f"queue {queue_id} does not exist or is not visible to this OAuth client; check the "
                              "id, and the divisions granted to the client's role")
         return queue.id, queue.name
-    listing = call(f"looking up queue {queue_name!r}", routing.get_routing_queues, name=queue_name, page_size=100)
+    listing = call(api_client, f"looking up queue {queue_name!r}", "get_routing_queues",
+                   query={"name": queue_name, "pageSize": 100})
     matches = [q for q in listing.entities or [] if (q.name or "").lower() == queue_name.lower()]
     if not matches:
         raise NotFound(f"no queue named {queue_name!r} is visible to this OAuth client; check the "
@@ -1088,9 +1158,8 @@ def resolve_queue(api_client: Any, queue_id: str | None, queue_name: str | None)
 
 
 def get_conversation(api_client: Any, conversation_id: str) -> Any:
-    sdk = load_sdk()
-    return call(f"reading conversation {conversation_id}",
-                sdk.ConversationsApi(api_client).get_conversation, conversation_id)
+    return call(api_client, f"reading conversation {conversation_id}", "get_conversation",
+                path={"conversationId": conversation_id})
 
 
 def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
@@ -1099,12 +1168,10 @@ def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
     Analytics lists candidates (it can lag, or still list ended calls); the live conversation
     decides. With several live calls the connected, not held, most recent one wins.
     """
-    sdk = load_sdk()
-    analytics = sdk.AnalyticsApi(api_client)
     for attempt in range(ANALYTICS_RETRIES + 1):
         query = details_query({"userId": user_id}, dt.datetime.now(dt.timezone.utc), order="desc")
-        found = call("querying analytics for the agent's calls",
-                     analytics.post_analytics_conversations_details_query, query)
+        found = call(api_client, "querying analytics for the agent's calls", "post_analytics_conversations_details_query",
+                     body=query)
         candidates = [c.conversation_id for c in found.conversations or [] if c.conversation_end is None]
         live = []
         for conversation_id in candidates:
@@ -1152,13 +1219,11 @@ def transfer_to_queue(api_client: Any, conversation_id: str, participant_id: str
     is replaced, it went through. Only if it is still live then do we send once more; a replaced
     participant answers that second POST with transfer.not.connected, which we read as success.
     """
-    sdk = load_sdk()
-    conversations = sdk.ConversationsApi(api_client)
-    body = transfer_body(queue_id)
+    path = {"conversationId": conversation_id, "participantId": participant_id}
     action = f"transferring conversation {conversation_id}"
     for attempt in (1, 2):
         try:
-            conversations.post_conversation_participant_replace_queue(conversation_id, participant_id, body)
+            send(api_client, "post_conversation_participant_replace_queue", path=path, body=transfer_body(queue_id))
             return
         except OutcomeUnknown as exc:
             if attempt == 2:
@@ -1172,7 +1237,7 @@ def transfer_to_queue(api_client: Any, conversation_id: str, participant_id: str
                 raise OutcomeUnknown(f"{action}: {exc}; {stopped.reason} before that was checked: "
                                      "check the call before running again") from None
             log.warning("%s: participant %s is still on the call; sending the transfer again", action, participant_id)
-        except sdk.rest.ApiException as exc:
+        except load_sdk().ApiException as exc:
             if attempt == 2 and error_details(exc)[1] == "conversations.error.transfer.not.connected":
                 return  # the first POST did go through: the participant is already replaced
             raise transfer_error(exc, action, queue_id) from None
@@ -1212,10 +1277,10 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
     The transfer API answers 202 and works asynchronously, so the answer alone proves nothing.
     """
     deadline = time.monotonic() + wait
-    pause = POLL_INTERVAL / 2  # the first read comes sooner: most transfers land within a moment
+    pause = POLL_INTERVAL / 5  # most transfers land within a moment: read soon, then back off
     while True:
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = POLL_INTERVAL
+        pause = min(pause * 2, POLL_INTERVAL)
         conversation = get_conversation(api_client, conversation_id)
         if transfer_landed(conversation, participant_id, queue_id):
             return
@@ -1230,15 +1295,13 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
 
 def list_waiting_calls(api_client: Any, queue_id: str) -> list[WaitingCall]:
     """Every voice call analytics shows waiting in queue_id, oldest first, across all pages."""
-    sdk = load_sdk()
-    analytics = sdk.AnalyticsApi(api_client)
     calls: dict[str, WaitingCall] = {}
     page = 1
     while True:
         query = details_query({"queueId": queue_id}, dt.datetime.now(dt.timezone.utc), order="asc",
                               page=page, page_size=PAGE_SIZE)
-        found = call(f"listing the calls waiting in queue {queue_id}",
-                     analytics.post_analytics_conversations_details_query, query)
+        found = call(api_client, f"listing the calls waiting in queue {queue_id}",
+                     "post_analytics_conversations_details_query", body=query)
         conversations = found.conversations or []
         for waiting in waiting_calls(conversations, queue_id):
             calls.setdefault(waiting.conversation_id, waiting)  # pages can shift while calls come and go
@@ -1254,13 +1317,11 @@ def seen_in_queue(api_client: Any, calls: list[Call]) -> list[Call]:
     those conversations, however many other calls wait in the target queue. Analytics lags the
     live state by seconds, so a call missing here may still have landed.
     """
-    sdk = load_sdk()
-    analytics = sdk.ConversationsApi(api_client)
     seen = []
     for start in range(0, len(calls), PAGE_SIZE):
         batch = {c.conversation_id: c for c in calls[start:start + PAGE_SIZE]}
-        found = call(f"checking {plural(len(batch), 'moved call')}", analytics.get_analytics_conversations_details,
-                     id=list(batch))
+        found = call(api_client, f"checking {plural(len(batch), 'moved call')}", "get_analytics_conversations_details",
+                     query={"id": list(batch)})
         for conversation in found.conversations or []:
             moved = batch.get(conversation.conversation_id)
             if moved and any(w.participant_id != moved.participant_id  # a new leg, not the one we replaced
@@ -1317,8 +1378,9 @@ def list_source_queue(api_client: Any, settings: Settings, target: tuple[str, st
 
 def plan_request(call: Call) -> str:
     """The request a call's transfer sends, as a dry run prints it."""
-    path = TRANSFER_PATH.format(cid=call.conversation_id, pid=call.participant_id)
-    return f"POST {path} {json.dumps(transfer_body(call.queue_id))}"
+    method, path, _ = OPERATIONS["post_conversation_participant_replace_queue"]
+    path = path.format(conversationId=call.conversation_id, participantId=call.participant_id)
+    return f"{method} {path} {json.dumps(transfer_body(call.queue_id))}"
 
 
 def confirm_bulk(count: int, source: str, target: str, settings: Settings, stdin: Any = None) -> None:
@@ -1541,13 +1603,11 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
     sending a transfer, so it is reported "unknown". Returns the rows, and the queues and users
     the command names that do not exist.
     """
-    sdk = load_sdk()
     mode_given = any((settings.user_id, settings.user_email, settings.conversation_id, settings.from_queue))
     needs_analytics = not mode_given or settings.user_id or settings.user_email or settings.from_queue
-    routing, analytics = sdk.RoutingApi(api_client), sdk.AnalyticsApi(api_client)
     probes: list[tuple[str, str, Callable[[], Any] | None]] = [  # (permission, needed for, probe)
         ("conversation:communication:view", "reading the call and verifying the transfer",
-         lambda: sdk.ConversationsApi(api_client).get_conversation(NIL_ID)),
+         lambda: send(api_client, "get_conversation", path={"conversationId": NIL_ID})),
         ("conversation:communication:blindTransferQueue", "the transfer (or ...:blindTransfer)", None),
     ]
     if needs_analytics:
@@ -1555,12 +1615,13 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
         last_minute = {**details_query({"mediaType": "voice"}, now, order="desc", page_size=1),
                        "interval": f"{iso(now - dt.timedelta(minutes=1))}/{iso(now)}"}
         probes.append(("analytics:conversationDetail:view", "finding an agent's call, listing a queue's calls",
-                       lambda: analytics.post_analytics_conversations_details_query(last_minute)))
+                       lambda: send(api_client, "post_analytics_conversations_details_query", body=last_minute)))
     probes.append(("routing:queue:view", "looking up and checking queues",
-                   lambda: routing.get_routing_queues(page_size=1)))
+                   lambda: send(api_client, "get_routing_queues", query={"pageSize": 1})))
     if not mode_given or settings.user_email:
-        probes.append(("directory:user:view", "--user-email", lambda: sdk.UsersApi(api_client).post_users_search(
-            {"query": [{"type": "EXACT", "fields": ["email"], "value": "nobody@invalid.example"}]})))
+        nobody = {"query": [{"type": "EXACT", "fields": ["email"], "value": "nobody@invalid.example"}]}
+        probes.append(("directory:user:view", "--user-email",
+                       lambda: send(api_client, "post_users_search", body=nobody)))
     rows = []
     for permission, needed_for, probe in probes:
         result, note = "unknown", "cannot be checked without sending a transfer"
@@ -1568,7 +1629,7 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
             try:
                 probe()
                 result, note = "ok", ""
-            except sdk.rest.ApiException as exc:
+            except load_sdk().ApiException as exc:
                 status, code, _, _ = error_details(exc)
                 if status == 401:
                     raise api_error(exc, "checking permissions") from None

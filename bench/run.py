@@ -37,6 +37,7 @@ from fake_org import FakeOrg, script_environment, serve  # noqa: E402
 SCRIPT = ROOT / "transfer_call.py"
 BASELINE = ROOT / "bench" / "sdk_default_client.py"
 RATE_LIMIT = 300
+SDK = "PureCloudPlatformClientV2"
 
 
 def environment(org: FakeOrg, base_url: str) -> dict[str, str]:
@@ -51,6 +52,24 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, in
     out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, env=env,
                          check=True).stdout.split()
     return float(out[0]), int(out[1]), int(out[2])
+
+
+COUNT_MODULES = """\
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+print(sum(1 for m in sys.modules if m.startswith("PureCloudPlatformClientV2")), file=sys.stderr)
+"""
+
+
+def sdk_modules(argv: list[str], env: dict[str, str]) -> int:
+    """How many modules of the SDK a run of the script argv[0] loads."""
+    done = subprocess.run([sys.executable, "-c", COUNT_MODULES, *argv], capture_output=True, text=True, env=env,
+                          check=True)
+    return int(done.stderr.split()[-1])
 
 
 def median_time(argv: list[str], runs: int, env: dict[str, str] | None = None) -> float:
@@ -87,6 +106,10 @@ def bench_single(latency: float, runs: int) -> dict[str, float]:
             rss.append(max_rss)
         figures[f"{name}_wall"], figures[f"{name}_requests"] = statistics.median(walls), max(requests)
         figures[f"{name}_rss"] = max(rss)
+        org, agent, billing = single_org(latency)
+        with serve(org) as base_url:
+            figures[f"{name}_modules"] = sdk_modules([part.format(agent=agent, queue=billing) for part in argv[1:]],
+                                                     environment(org, base_url))
     figures.update(split_single(latency))
     # The floor: find (details query + one conversation read) + transfer + one verification read,
     # plus the token every client needs, each one round trip, after a bare interpreter start.
@@ -115,7 +138,8 @@ def split_single(latency: float) -> dict[str, float]:
             network[0] += time.perf_counter() - t
 
     def sleep(seconds: float) -> None:
-        if threading.current_thread() is threading.main_thread():  # not the fake org's latency
+        thread = threading.current_thread()  # the script's own threads, not the fake org's (its latency)
+        if thread is threading.main_thread() or thread.name.startswith("ThreadPoolExecutor"):
             slept[0] += seconds
         real_sleep(seconds)
 
@@ -222,17 +246,24 @@ def main() -> None:
     floor = single["floor_wall"]
     print(f"transfer_call.py benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
           f"{args.latency * 1000:.0f} ms injected latency, medians of {args.runs} runs\n")
-    print("1. one transfer by --user-id            wall ×floor   requests")
+    print("1. one transfer by --user-id            wall ×floor   requests   SDK modules   peak RSS ×(SDK default)")
     print(f"   floor (5 round trips + bare start)  {1.00:9.2f}   {single['floor_requests']:>8.0f}")
-    print(f"   transfer_call.py                    {single['script_wall'] / floor:9.2f}   {single['script_requests']:>8.0f}")
-    print(f"   SDK, default urllib3 client         {single['sdk_wall'] / floor:9.2f}   {single['sdk_requests']:>8.0f}")
-    print(f"   transfer_call.py / SDK default: {single['script_wall'] / single['sdk_wall']:.2f}× the wall time")
+    for key, label in (("script", "transfer_call.py"), ("sdk", "SDK, default urllib3 client")):
+        print(f"   {label:<36}{single[key + '_wall'] / floor:9.2f}   {single[key + '_requests']:>8.0f}"
+              f"   {single[key + '_modules']:>11.0f}   {single[key + '_rss'] / single['sdk_rss']:8.2f}"
+              f" ({single[key + '_rss'] / 1024:.0f} MiB)")
+    print(f"   transfer_call.py / SDK default: {single['script_wall'] / single['sdk_wall']:.2f}× the wall time; "
+          f"{single['script_wall'] / startup['sdk_import']:.2f}× the time `import {SDK}` alone takes")
     wall = single["script_wall"]
     print(f"   split of transfer_call.py's wall: interpreter {single['bare'] / wall:.0%}, "
-          f"SDK import {single['split_imports'] / wall:.0%}, network waits {single['split_network'] / wall:.0%}, "
+          f"SDK (lazy) load {single['split_imports'] / wall:.0%}, network waits {single['split_network'] / wall:.0%}, "
           f"verification pause {single['split_sleep'] / wall:.0%}, the script's own work "
           f"{single['split_overhead'] / wall:.1%} ({single['split_overhead'] * 1000:.0f} ms; "
           f"{single['split_first'] * 1000:.0f} ms in a process's first run, with lazy imports and one-time set-up)")
+    rest = wall - single["bare"] - single["split_imports"] - single["split_network"] - single["split_sleep"] \
+        - single["split_first"]
+    print(f"   the rest, {rest / wall:.0%}: compiling the script, importing httpx and the standard library, "
+          "the fake org's own handling")
     print("\n2. start-up                              ×(python -c pass)")
     for key, label in (("help", "--help"), ("config_error", "configuration error"), ("sdk_import", "import of the SDK alone")):
         print(f"   {label:<38}{startup[key] / startup['bare']:6.2f}")

@@ -27,6 +27,7 @@ REQUEST_MODELS = [  # (method, path pattern, SDK model of the body), as in the S
 RESPONSE_MODELS = [
     ("GET", r"/api/v2/conversations/[^/]+", "Conversation"),
     ("POST", r"/api/v2/analytics/conversations/details/query", "AnalyticsConversationQueryResponse"),
+    ("GET", r"/api/v2/analytics/conversations/details", "AnalyticsConversationWithoutAttributesMultiGetResponse"),
     ("GET", r"/api/v2/routing/queues/[^/]+", "Queue"),
     ("GET", r"/api/v2/routing/queues", "QueueEntityListing"),
     ("POST", r"/api/v2/users/search", "UsersSearchResponse"),
@@ -64,12 +65,15 @@ def model_for(table: list[tuple[str, str, str]], method: str, path: str) -> str 
 
 @pytest.fixture
 def traffic(scenario: Scenario, run_inprocess) -> Scenario:
-    """Run every kind of request once: by user id, by email, by conversation, by queue name, a dry run."""
+    """Run every kind of request once: by user id, by email, by conversation, by queue name, a dry run, a bulk move."""
     org = scenario.org
     assert run_inprocess(org, "--user-email", "ada@example.com", "--queue-id", scenario.billing).code == 0
     assert run_inprocess(org, "--conversation-id", scenario.waiting_call, "--queue-name", "Billing Overflow").code == 0
     org.add_agent_call(scenario.agent, scenario.support)
     assert run_inprocess(org, "--user-id", scenario.agent, "--queue-id", scenario.billing, "--dry-run").code == 0
+    for _ in range(3):
+        org.add_waiting_call(scenario.support)
+    assert run_inprocess(org, "--from-queue", "Support", "--queue-id", scenario.billing).code == 0
     return scenario
 
 
@@ -119,6 +123,8 @@ def test_every_fake_answer_fits_its_sdk_model_with_the_fields_the_script_reads(t
             for participant in model.participants:
                 assert participant.id and participant.purpose and participant.start_time
                 assert all(call.state for call in participant.calls)
+        elif klass == "AnalyticsConversationWithoutAttributesMultiGetResponse":
+            assert all(c.conversation_id and c.participants for c in model.conversations)
         elif klass == "AnalyticsConversationQueryResponse":
             assert all(c.conversation_id and c.conversation_start for c in model.conversations or [])
         elif klass == "QueueEntityListing":

@@ -28,6 +28,8 @@ from fake_org import (ALL_PERMISSIONS, ANONYMOUS_ADDRESS, NOT_IN_QUEUE, PRIORITY
                       build_scenario)
 from test_conformance import deserialize, sdk, unknown_keys
 
+import PureCloudPlatformClientV2 as package  # noqa: E402 - lazily registered by the import above: API classes load on use
+
 BASE = "https://api.fake.test"
 FAKE_ORG = Path(__file__).resolve().parent / "fake_org.py"
 
@@ -577,16 +579,14 @@ class SdkResponse:
 
 def sdk_client(org: FakeOrg) -> Any:
     """An SDK ApiClient whose HTTP goes to the org through httpx.MockTransport, with a token."""
-    from PureCloudPlatformClientV2.abstract_http_client import AbstractHttpClient
-
-    class HttpClient(AbstractHttpClient):
+    class HttpClient(sdk.AbstractHttpClient):
         def request(self, options: Any) -> SdkResponse:
             extra = {"data": dict(options.post_params)} if options.post_params else {"json": options.body}
             with httpx.Client(transport=httpx.MockTransport(org.handle)) as client:
                 answer = SdkResponse(client.request(options.method, options.url, headers=options.headers,
                                                     params=options.query_params, **extra))
             if not 200 <= answer.status <= 205:
-                raise sdk.rest.ApiException(http_resp=answer)
+                raise sdk.ApiException(http_resp=answer)
             return answer
 
     api_client = sdk.ApiClient(host=BASE)
@@ -597,7 +597,7 @@ def sdk_client(org: FakeOrg) -> Any:
 def test_the_sdk_methods_reach_the_new_routes(scenario: Scenario) -> None:
     org = scenario.org
     api_client = sdk_client(org)
-    routing, conversations = sdk.RoutingApi(api_client), sdk.ConversationsApi(api_client)
+    routing, conversations = package.RoutingApi(api_client), package.ConversationsApi(api_client)
 
     listing = routing.get_routing_skills(name="Billing", page_size=10)
     assert sorted(s.name for s in listing.entities) == ["Billing", "Billing Escalations"]
@@ -613,7 +613,7 @@ def test_the_sdk_methods_reach_the_new_routes(scenario: Scenario) -> None:
     assert result.language.id == scenario.languages["Spanish"]
     assert org.routing_of(scenario.waiting_call)["priority"] == 8
 
-    with pytest.raises(sdk.rest.ApiException) as refusal:
+    with pytest.raises(sdk.ApiException) as refusal:
         routing.patch_routing_conversation(scenario.agent_call, request)
     assert refusal.value.status == 400 and json.loads(refusal.value.body)["code"] == NOT_IN_QUEUE
 
