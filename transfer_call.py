@@ -551,6 +551,7 @@ class Call:
     reason: str | None = None
     error: TransferCallError | None = None
     request: str | None = None             # what a dry run would send
+    cut_short: bool = False                # a signal stopped it before it was sent, or before it was verified
     started: float | None = None
     elapsed_ms: int | None = None
 
@@ -657,13 +658,14 @@ class Report:
         self.counts: collections.Counter[str] = collections.Counter()
         self.verified = 0
         self.total = 0
+        self.requests_before = 0  # requests sent before the calls were (lookups, listing)
         self.broken = False
         self.started = time.monotonic()
         self._logged = 0.0
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
-        """Write one line of results to stdout, unless stdout was closed."""
+        """Write one line of results to stdout, unless writing there failed before."""
         stream = self.stream or sys.stdout
         with self._lock:
             if self.broken:
@@ -671,10 +673,12 @@ class Report:
             try:
                 stream.write(text + "\n")
                 stream.flush()
-            except (BrokenPipeError, ValueError) as exc:  # ValueError: a stream closed in this process
+            # A reader gone (EPIPE), a full disk (ENOSPC), a terminal gone (EIO), a closed descriptor
+            # (sys.stdout is None) or stream (ValueError): the calls go on whatever happens to stdout.
+            except (OSError, ValueError, AttributeError) as exc:
                 self.broken = True
-                log.warning("stdout was closed (%s); no more result lines are written, the run goes on",
-                            type(exc).__name__)
+                log.warning("cannot write results to stdout (%s); no more result lines are written, the run "
+                            "goes on", exc.strerror if isinstance(exc, OSError) else type(exc).__name__)
                 silence(stream)
 
     def call(self, call: Call) -> None:
@@ -699,7 +703,7 @@ class Report:
         left = (self.total - done) * elapsed / done
         transport = self.transport
         if transport and transport.allowed:  # at most `allowed` requests a minute, at the cost per call so far
-            per_call = max(1.0, transport.requests_sent / done)
+            per_call = max(1.0, (transport.requests_sent - self.requests_before) / done)
             left = max(left, (self.total - done) * per_call * RATE_WINDOW / transport.allowed)
         return f"{line}; about {left:.0f}s left"
 
@@ -709,10 +713,11 @@ class Report:
         moved, sent, limited = counts["transferred"], 0, 0
         if self.transport:
             sent, limited = self.transport.requests_sent, self.transport.rate_limited
-        log.info("done: moved %d (%d verified), skipped %d, failed %d, not sent %d in %.1fs (%.0f calls/min); "
+        rate = f" ({moved / elapsed * 60:.0f} calls/min)" if elapsed >= 1 else ""  # no rate from a blink
+        log.info("done: moved %d (%d verified), skipped %d, failed %d, not sent %d in %.1fs%s; "
                  "%s (%.2f per moved call), %d answered 429", moved, self.verified, counts["skipped"],
-                 counts["failed"], counts["not-sent"], elapsed, moved / elapsed * 60 if elapsed else 0,
-                 plural(sent, "request"), sent / moved if moved else 0, limited)
+                 counts["failed"], counts["not-sent"], elapsed, rate, plural(sent, "request"),
+                 sent / moved if moved else 0, limited)
 
 
 def silence(stream: Any) -> None:
@@ -807,9 +812,9 @@ class Transport:
                                          "it may or may not have been processed") from None
                 if never_sent and not self.reached:  # a wrong host or no network: say so soon
                     self._wait_to_retry(backoff(attempt), f"cannot reach {host}: {described}",
-                                        time.monotonic() - started, budget=min(CONNECT_RETRY_BUDGET, self.retry_budget),
-                                        fix="check GENESYS_API_HOST or GENESYS_REGION and the network "
-                                            "(DNS, proxy, firewall), then try again later")
+                                        time.monotonic() - started, budget=CONNECT_RETRY_BUDGET,
+                                        fix="check GENESYS_API_HOST or GENESYS_REGION, and the network (DNS, "
+                                            "proxy, firewall)", quiet=True)
                 else:
                     self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: {described}",
                                         time.monotonic() - started)
@@ -908,15 +913,17 @@ class Transport:
     allowed: int | None = None  # requests a minute, from the last inin-ratelimit-allowed header
 
     def _wait_to_retry(self, delay: float, what: str, failed_attempt_time: float, *, budget: float | None = None,
-                       fix: str = "try again later or raise GENESYS_RETRY_BUDGET") -> None:
-        budget = self.retry_budget if budget is None else budget
+                       fix: str = "try again later or raise GENESYS_RETRY_BUDGET", quiet: bool = False) -> None:
+        """Sleep before a retry, or raise Unavailable when that would overrun the budget (`quiet`: retries at -v)."""
         with self._lock:
             spent = self.retry_spent + failed_attempt_time
-            if spent + delay > budget:
-                raise Unavailable(f"{what}; gave up after {spent:.1f}s of retries (retry budget {budget:g}s; "
-                                  f"the next wait would have been {delay:.1f}s); {fix}")
+            if budget is not None and spent + delay > budget:
+                raise Unavailable(f"{what}; gave up after {spent:.1f}s; {fix}")
+            if spent + delay > self.retry_budget:
+                raise Unavailable(f"{what}; gave up after {spent:.1f}s of retries (retry budget "
+                                  f"{self.retry_budget:g}s; the next wait would have been {delay:.1f}s); {fix}")
             self.retry_spent = spent + delay
-        log.info("%s; retrying in %.1fs", what, delay)
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s; retrying in %.1fs", what, delay)
         self.sleep(delay)
         with self._pace:  # this request waited out the pause: it may go first (and wake the others)
             self._reset_at = min(self._reset_at, time.monotonic())
@@ -1408,6 +1415,7 @@ def move_call(api_client: Any, call: Call, wait: float) -> None:
             call.verified = True
         call.finish("transferred")
     except Stopped as exc:
+        call.cut_short = True
         if call.status == "transferred":  # it moved; only the verification was cut short
             call.finish("transferred", f"not verified: {exc.reason}")
         else:
@@ -1463,9 +1471,9 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
                 with lock:
                     awaiting.pop(seen.conversation_id)
                 report.call(seen)
-            if time.monotonic() + pause > until:
+            if not awaiting or time.monotonic() + pause > until:
                 return
-            time.sleep(pause)
+            stop.wait(pause)  # ends at once on a signal
             pause = min(pause * 2, 4.0)
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
@@ -1500,7 +1508,7 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
         pool.shutdown(wait=True, cancel_futures=True)
         for call in awaiting.values():
             if stop.signalled and not call.verified:
-                call.reason = f"not verified: {stop.reason}"
+                call.reason, call.cut_short = f"not verified: {stop.reason}", True
             elif not call.verified and call.status == "transferred":
                 call.error = TransferRefused(call.reason or f"not seen in queue {call.queue_name or call.queue_id} "
                                              f"within {settings.wait:g}s; check the call")
@@ -1522,8 +1530,12 @@ def landed_or_ended(api_client: Any, call: Call) -> None:
 
 
 def outcome(calls: list[Call], settings: Settings, stop: Stop) -> tuple[int, str | None]:
-    """The run's exit code, and the one error line that explains it (None when there is nothing to say)."""
-    if stop.signalled:
+    """The run's exit code, and the one error line that explains it (None when there is nothing to say).
+
+    A signal's own code (130, 143, 129) only when it cut a call short: one that came after every
+    call was done changed nothing.
+    """
+    if any(c.cut_short for c in calls):
         return stop.exit_code, None
     if settings.single:
         error = calls[0].error
@@ -1545,7 +1557,8 @@ def outcome(calls: list[Call], settings: Settings, stop: Stop) -> tuple[int, str
 
 def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
     """Select the calls, plan, send them paced, verify, and report: the one pipeline of every mode."""
-    target = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run)
+    # A bulk run looks its target up even by id: one request, before any of its many transfers.
+    target = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run or not settings.single)
     calls = select_calls(api_client, settings, target)
     report.total, report.started = len(calls), time.monotonic()
     for call in calls:
@@ -1565,10 +1578,11 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
     if todo and not settings.single:
         confirm_bulk(len(todo), settings.from_queue, target_name, settings)
         log.info("moving %s from %s to %s, %d at a time", plural(len(todo), "call"), settings.from_queue,
-                 target_name, settings.concurrency)
+                 target_name, min(settings.concurrency, len(todo)))
     elif todo:
         log.info("transferring conversation %s participant %s (%s) to queue %s",
                  todo[0].conversation_id, todo[0].participant_id, todo[0].purpose, target_name)
+    report.requests_before = transport_of(api_client).requests_sent
     try:
         stop.preparing = False  # from here a signal lets the requests in flight finish
         if todo and not stop.is_set():
@@ -1576,12 +1590,13 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
     finally:
         for call in todo:
             if call.status is None:
+                call.cut_short = stop.signalled
                 call.finish("not-sent", f"not sent: {stop.reason}")
                 report.call(call)
     code, message = outcome(calls, settings, stop)
     if not settings.single:
         report.summary()
-    if stop.signalled:
+    if any(c.cut_short for c in calls):
         log.error("%s: %s moved, %s not sent; run it again to act on the rest (calls already moved are "
                   "no longer where they were)", stop.reason, plural(report.counts["transferred"], "call"),
                   plural(report.counts["not-sent"], "call"))
@@ -1682,8 +1697,8 @@ def format_check(rows: list[dict[str, str]], as_json: bool) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     variables = "\n".join(f"  {name:<24}{meaning}" for name, meaning in ENV_VARS.items())
     parser = argparse.ArgumentParser(
-        prog="transfer_call.py",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="transfer_call.py",  # a fixed width: --help reads the same in every terminal, and as in the README
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=100),
         description="Blind-transfer a live Genesys Cloud voice call to another queue and verify it landed.",
         epilog=f"""\
 examples:

@@ -27,6 +27,7 @@ import http.server
 import json
 import math
 import os
+import random
 import re
 import secrets
 import threading
@@ -88,8 +89,11 @@ def as_iso(moment: str | None) -> str:
     return parsed.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+IDS = random.Random()  # the demo seeds it, so that its ids (and the README's transcripts) are the same every run
+
+
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return str(uuid.UUID(int=IDS.getrandbits(128), version=4))
 
 
 def ref(entity: dict[str, Any]) -> dict[str, Any]:
@@ -857,6 +861,7 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
 
 def demo(port: int) -> None:
     """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with."""
+    IDS.seed(2026)  # the same ids every run: the README's transcripts run as printed against a fresh demo
     scenario = build_scenario(transfer_delay=0.3, latency=0.05)
     org, skills, languages = scenario.org, scenario.skills, scenario.languages
     needs: list[dict[str, Any]] = [  # the eleven more calls: distinct callers, some with routing needs
@@ -899,7 +904,12 @@ def main(argv: list[str] | None = None) -> None:
         "the exports to point transfer_call.py at it, with the ids of its agent, queues, skills, languages and calls.")
     parser.add_argument("port", nargs="?", type=int, default=8089,
                         help="port on 127.0.0.1 (default 8089; 0: a free one)")
-    demo(parser.parse_args(argv).port)
+    port = parser.parse_args(argv).port
+    try:
+        demo(port)
+    except OSError as exc:  # the port is taken, most often by a demo org left running
+        parser.exit(1, f"fake_org.py: cannot serve on 127.0.0.1:{port}: {exc.strerror}; stop what uses it, "
+                       "or give another port\n")
 
 
 if __name__ == "__main__":

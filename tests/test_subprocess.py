@@ -66,7 +66,8 @@ def test_a_host_that_never_answers_ends_with_exit_6_in_seconds_naming_the_host(s
     assert result.code == 6, result.err
     [error] = [line for line in result.err.splitlines() if "error:" in line]
     assert f"cannot reach 127.0.0.1:{port}: network error (ConnectError" in error
-    assert "check GENESYS_API_HOST or GENESYS_REGION" in error and "try again later" in error
+    assert "check GENESYS_API_HOST or GENESYS_REGION" in error
+    assert "retrying" not in result.err  # one line says it all; the retries show with -v
     assert time.monotonic() - started < 40  # a safety net: it gives up after about 3 s, not the 60 s budget
 
 
