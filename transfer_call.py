@@ -84,7 +84,22 @@ OPERATIONS = {
     "get_routing_queue": ("GET", "/api/v2/routing/queues/{queueId}", "Queue"),
     "get_routing_queues": ("GET", "/api/v2/routing/queues", "QueueEntityListing"),
     "post_users_search": ("POST", "/api/v2/users/search", "UsersSearchResponse"),
+    "patch_routing_conversation": (
+        "PATCH", "/api/v2/routing/conversations/{conversationId}", "RoutingConversationAttributesResponse"),
+    "patch_conversations_call_participant_attributes": (
+        "PATCH", "/api/v2/conversations/calls/{conversationId}/participants/{participantId}/attributes",
+        "ParticipantAttributes"),
+    "get_routing_skill": ("GET", "/api/v2/routing/skills/{skillId}", "RoutingSkill"),
+    "get_routing_skills": ("GET", "/api/v2/routing/skills", "SkillEntityListing"),
+    "get_routing_language": ("GET", "/api/v2/routing/languages/{languageId}", "Language"),
+    "get_routing_languages": ("GET", "/api/v2/routing/languages", "LanguageEntityListing"),
 }
+# Skills and languages by id, and by name: (kind, read one, its id's path parameter, list).
+ROUTING_ENTITIES = {"skill": ("get_routing_skill", "skillId", "get_routing_skills"),
+                    "language": ("get_routing_language", "languageId", "get_routing_languages")}
+ROUTING_FIELDS = {"priority": "priority", "skillIds": "skills", "languageId": "language"}  # body key -> words
+PRIORITY_LIMIT = 25_000_000   # RoutingConversationAttributesRequest.priority: -25,000,000 to 25,000,000
+ATTRIBUTE_LIMIT = 256         # characters of a participant data value (Architect's cap)
 SDK_EXPORT = re.compile(r"^from \.([\w.]+) import (\w+)\s*$", re.MULTILINE)  # the SDK's __init__ lines
 EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
@@ -179,6 +194,14 @@ class TransferRefused(TransferCallError):
     exit_code = ExitCode.REFUSED
 
 
+class RoutingNotChanged(TransferRefused):
+    """Recorded when a call moved but its routing change (priority, skills, language) was refused: the move stands."""
+
+    def __init__(self, message: str, *, cause: TransferCallError) -> None:
+        super().__init__(message, code=cause.code)
+        self.cause = cause
+
+
 class Unavailable(TransferCallError):
     """Raised when Genesys Cloud cannot be reached or keeps failing past the retry budget."""
 
@@ -222,11 +245,24 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     check: bool = False
     output_json: bool = False
+    priority: int | None = None
+    skills: tuple[str, ...] | None = None   # names or ids as given; () removes every skill requirement
+    language: str | None = None             # name or id as given; "" removes the language requirement
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def single(self) -> bool:
         """One call named (by agent or conversation), as opposed to a bulk selection."""
         return not self.from_queue
+
+    @property
+    def in_place(self) -> bool:
+        """No target queue: the calls stay where they wait and only their routing or data change."""
+        return not (self.queue_id or self.queue_name)
+
+    @property
+    def changes_routing(self) -> bool:
+        return self.priority is not None or self.skills is not None or self.language is not None
 
 
 def read_env_file(path: str | None) -> dict[str, str]:
@@ -359,12 +395,20 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
 
     which, where = group(WHICH_CALL), group(WHERE_TO)
     values = {attr: value for attr, (value, _) in {**which, **where}.items()}
+    priority, skills, language = routing_settings(args, problems)
+    attributes = parse_attributes(args.attribute or [], problems)
+    changes_routing = priority is not None or skills is not None or language is not None
     # --check needs neither: it probes what the chosen mode needs, or everything when none is chosen.
     if not which and not args.check:
         problems.append("say which call to move: --user-id, --user-email or --conversation-id "
                         "(or --from-queue for every call waiting in a queue)")
-    if not where and not args.check:
-        problems.append("say where to move it: --queue-id or --queue-name")
+    if not where and not args.check and not (changes_routing or attributes):
+        problems.append("say where to move it: --queue-id or --queue-name (or, to change calls where they wait: "
+                        "--priority, --skill, --language or --attribute)")
+    if not where and not args.check and ("user_id" in values or "user_email" in values) and (
+            changes_routing or attributes):
+        problems.append("without a target queue, --priority, --skill, --language and --attribute change calls "
+                        "waiting in a queue, not an agent's call: give --conversation-id or --from-queue")
     for attr in ("user_id", "conversation_id", "queue_id"):
         if attr in values and not is_uuid(values[attr]):
             label = {**which, **where}[attr][1]
@@ -387,6 +431,9 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     retry_budget = seconds("--retry-budget", args.retry_budget, "GENESYS_RETRY_BUDGET", DEFAULT_RETRY_BUDGET, 0)
     timeout = seconds("--timeout", args.timeout, "GENESYS_TIMEOUT", DEFAULT_TIMEOUT, 0.1)
     wait = seconds("--wait", args.wait, None, DEFAULT_WAIT, 0)
+    if wait == 0 and where and changes_routing:
+        problems.append("--wait 0 cannot go with --priority, --skill or --language on a move: the routing change "
+                        "needs the call seen waiting in the target queue first")
     if args.limit is not None and args.limit < 1:
         problems.append("--limit must be at least 1")
     if not 1 <= args.concurrency <= 16:
@@ -403,7 +450,58 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     user_email=values.get("user_email"), queue_name=values.get("queue_name"),
                     from_queue=from_queue and (from_queue.lower() if is_uuid(from_queue) else from_queue), **lower,
                     limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run,
-                    wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check)
+                    wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check,
+                    priority=priority, skills=skills, language=language, attributes=attributes)
+
+
+def routing_settings(args: argparse.Namespace, problems: list[str]) -> tuple[int | None, tuple[str, ...] | None,
+                                                                             str | None]:
+    """(priority, skills, language) from their flags; None for each one not given."""
+    priority = None
+    if args.priority is not None:
+        try:
+            priority = int(args.priority)
+            if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
+                raise ValueError
+        except ValueError:
+            problems.append(f"--priority {args.priority!r} must be a whole number from -{PRIORITY_LIMIT:,} to "
+                            f"{PRIORITY_LIMIT:,} (one point is a minute of waiting; 0 resets)")
+    skills = None
+    if args.skill and args.no_skills:
+        problems.append("give --skill or --no-skills, not both")
+    elif args.skill:
+        skills = tuple(dict.fromkeys(skill.strip() for skill in args.skill))
+        if "" in skills:
+            problems.append("--skill is empty")
+    elif args.no_skills:
+        skills = ()
+    language = None
+    if args.language is not None and args.no_language:
+        problems.append("give --language or --no-language, not both")
+    elif args.language is not None:
+        language = args.language.strip()
+        if not language:
+            problems.append("--language is empty (to remove the language requirement: --no-language)")
+    elif args.no_language:
+        language = ""
+    return priority, skills, language
+
+
+def parse_attributes(pairs: list[str], problems: list[str]) -> dict[str, str]:
+    """--attribute KEY=VALUE flags as participant data; every malformed one is a problem."""
+    attributes: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            problems.append(f"--attribute {pair!r} must be KEY=VALUE with a key")
+        elif len(value) > ATTRIBUTE_LIMIT:
+            problems.append(f"--attribute {key}: the value has {len(value)} characters; keep it to {ATTRIBUTE_LIMIT}")
+        elif attributes.get(key, value) != value:
+            problems.append(f"--attribute {key} is given twice with different values")
+        else:
+            attributes[key] = value
+    return attributes
 
 
 # --- pure helpers: picking participants, building requests, describing results -------------
@@ -508,6 +606,7 @@ class WaitingCall:
     participant_id: str
     waiting_since: dt.datetime | None
     answered: bool
+    customer_id: str | None = None  # where participant data goes
 
 
 def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
@@ -517,6 +616,8 @@ def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
         if conversation.conversation_end is not None:
             continue
         leg, answered = None, False
+        customer = next((p.participant_id for p in conversation.participants or []
+                         if p.purpose in ("customer", "external")), None)
         for participant in conversation.participants or []:
             open_segments = [segment for session in participant.sessions or [] if session.media_type == "voice"
                              for segment in session.segments or [] if segment.segment_end is None]
@@ -525,13 +626,32 @@ def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
                        min((seg.segment_start for seg in open_segments if seg.segment_start), default=None))
             answered = answered or (participant.purpose == "agent" and bool(open_segments))
         if leg:
-            found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered))
+            found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered, customer))
     return found
 
 
 def transfer_body(queue_id: str) -> dict[str, str]:
     """TransferToQueueRequest: an unattended (blind) transfer is the API's default."""
     return {"queueId": queue_id}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the run does to each call, with every name resolved: where it goes, how it routes, what data it carries."""
+
+    queue_id: str | None = None      # None: the calls stay where they wait (a change in place)
+    queue_name: str | None = None
+    routing: Mapping[str, Any] = dataclasses.field(default_factory=dict)     # RoutingConversationAttributesRequest
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # participant data for the customer
+
+    @property
+    def in_place(self) -> bool:
+        return self.queue_id is None
+
+    @property
+    def changes(self) -> bool:
+        """Anything to set besides the queue: routing or participant data."""
+        return bool(self.routing or self.attributes)
 
 
 @dataclasses.dataclass
@@ -543,22 +663,27 @@ class Call:
     purpose: str | None = None             # the leg replaced: agent, or acd for a call waiting in a queue
     user_id: str | None = None
     from_queue_id: str | None = None
-    queue_id: str | None = None            # where it goes
+    queue_id: str | None = None            # where it goes (in place: where it waits)
     queue_name: str | None = None
     waiting_since: dt.datetime | None = None
-    status: str | None = None              # transferred | skipped | failed | not-sent | dry-run; None: undecided
+    customer_id: str | None = None         # the customer participant, where participant data goes
+    move: bool = True                      # False: changed in place, where it waits
+    plan: Plan = dataclasses.field(default_factory=Plan)
+    status: str | None = None              # transferred | updated | skipped | failed | not-sent | dry-run
     verified: bool = False
     reason: str | None = None
     error: TransferCallError | None = None
-    request: str | None = None             # what a dry run would send
+    routing: str | None = None             # applied | skipped | failed, when the plan changes routing
+    routing_reason: str | None = None
+    requests: list[str] | None = None      # what a dry run would send
     cut_short: bool = False                # a signal stopped it before it was sent, or before it was verified
     started: float | None = None
     elapsed_ms: int | None = None
 
     @property
     def done(self) -> bool:
-        """Moved, and verified unless verification was turned off."""
-        return self.status == "transferred" and self.error is None
+        """Moved (or changed in place) as asked, and verified unless verification was turned off."""
+        return self.status in ("transferred", "updated") and self.error is None and self.routing != "failed"
 
     def finish(self, status: str, reason: str | None = None, error: TransferCallError | None = None) -> None:
         self.status, self.reason, self.error = status, reason or self.reason, error
@@ -570,9 +695,10 @@ class Call:
         record: dict[str, Any] = {
             "conversationId": self.conversation_id, "participantId": self.participant_id, "purpose": self.purpose,
             "userId": self.user_id, "fromQueueId": self.from_queue_id, "queueId": self.queue_id,
-            "queueName": self.queue_name, "status": self.status, "verified": self.verified}
-        optional = {"reason": self.reason, "errorCode": self.error and self.error.code, "request": self.request,
-                    "elapsedMs": self.elapsed_ms}
+            "queueName": self.queue_name, "status": self.status, "verified": self.verified, **self.plan.routing}
+        optional = {"reason": self.reason, "errorCode": self.error and self.error.code, "requests": self.requests,
+                    "elapsedMs": self.elapsed_ms, "attributes": dict(self.plan.attributes) or None,
+                    "routing": self.routing, "routingReason": self.routing_reason}
         if self.waiting_since:
             optional["waitingSeconds"] = round((dt.datetime.now(dt.timezone.utc) - self.waiting_since).total_seconds())
         return {**record, **{key: value for key, value in optional.items() if value is not None}}
@@ -582,13 +708,19 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
     """One stdout line for one call: plain text, or a JSON object with --json."""
     if as_json:
         return json.dumps(result, sort_keys=True)
-    subject = f"{result['conversationId']} participant {result['participantId']} to queue {result['queueId']}"
-    if result["status"] == "dry-run":
+    status, reason = result["status"], result.get("reason")
+    place = "in queue" if result["queueId"] == result["fromQueueId"] else "to queue"  # in place: where it waits
+    subject = f"{result['conversationId']} participant {result['participantId']} {place} {result['queueId']}"
+    notes = []
+    if status == "transferred" and not reason:
+        notes.append("verified" if result["verified"] else "not verified")
+    if result.get("routing"):
+        notes.append(f"routing {result['routing']}" + (f": {result['routingReason']}" if result.get("routingReason")
+                                                         else ""))
+    if status == "dry-run":
         waited = f" (waiting {result['waitingSeconds']}s)" if result.get("waitingSeconds") is not None else ""
-        return f"dry-run {subject}{waited}: would send {result['request']}"
-    if result["status"] == "transferred" and not result.get("reason"):
-        return f"transferred {subject} ({'verified' if result['verified'] else 'not verified'})"
-    return f"{result['status']} {subject}: {result.get('reason', '')}".rstrip(": ")
+        return f"dry-run {subject}{waited}: would send {'; then '.join(result['requests'])}"
+    return f"{status} {subject}" + (f": {reason}" if reason else "") + (f" ({'; '.join(notes)})" if notes else "")
 
 
 # --- the run's state: when to stop, and what to report ---------------------------------------
@@ -692,12 +824,20 @@ class Report:
                 self._logged = time.monotonic()
                 log.info("%s", self.progress())
 
+    def tally(self) -> str:
+        """What became of the calls so far: moved (or updated in place), skipped, failed, not sent."""
+        counts = self.counts
+        acted = [f"moved {counts['transferred']} ({self.verified} verified)"] if counts["transferred"] or \
+            not counts["updated"] else []
+        acted += [f"updated {counts['updated']}"] if counts["updated"] else []
+        return ", ".join([*acted, f"skipped {counts['skipped']}", f"failed {counts['failed']}",
+                          f"not sent {counts['not-sent']}"])
+
     def progress(self) -> str:
-        """Counts so far, calls a minute, and the time left, which the request rate limit may bound."""
+        """The tally so far, calls a minute, and the time left, which the request rate limit may bound."""
         done = sum(self.counts.values())
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        line = (f"moved {self.counts['transferred']}/{self.total}, skipped {self.counts['skipped']}, "
-                f"failed {self.counts['failed']}; {done / elapsed * 60:.0f} calls/min")
+        line = f"{done}/{self.total}: {self.tally()}; {done / elapsed * 60:.0f} calls/min"
         if not done or done >= self.total:
             return line
         left = (self.total - done) * elapsed / done
@@ -709,15 +849,12 @@ class Report:
 
     def summary(self) -> None:
         """The closing line of a bulk run, on stderr even when stdout is closed."""
-        counts, elapsed = self.counts, time.monotonic() - self.started
-        moved, sent, limited = counts["transferred"], 0, 0
-        if self.transport:
-            sent, limited = self.transport.requests_sent, self.transport.rate_limited
-        rate = f" ({moved / elapsed * 60:.0f} calls/min)" if elapsed >= 1 else ""  # no rate from a blink
-        log.info("done: moved %d (%d verified), skipped %d, failed %d, not sent %d in %.1fs%s; "
-                 "%s (%.2f per moved call), %d answered 429", moved, self.verified, counts["skipped"],
-                 counts["failed"], counts["not-sent"], elapsed, rate, plural(sent, "request"),
-                 sent / moved if moved else 0, limited)
+        elapsed = time.monotonic() - self.started
+        acted = self.counts["transferred"] + self.counts["updated"]
+        sent, limited = (self.transport.requests_sent, self.transport.rate_limited) if self.transport else (0, 0)
+        rate = f" ({acted / elapsed * 60:.0f} calls/min)" if elapsed >= 1 else ""  # no rate from a blink
+        log.info("done: %s in %.1fs%s; %s (%.2f per call moved or updated), %d answered 429", self.tally(), elapsed,
+                 rate, plural(sent, "request"), sent / acted if acted else 0, limited)
 
 
 def silence(stream: Any) -> None:
@@ -838,8 +975,8 @@ class Transport:
                 self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: HTTP {status}",
                                     time.monotonic() - started)
                 continue
-            if 200 <= status <= 205 and not is_transfer and not is_json(response.text):
-                # A proxy's page or a cut-off body; Genesys always answers reads with JSON.
+            if status == 200 and not is_json(response.text):
+                # A proxy's page or a cut-off body; Genesys always answers 200 with JSON (202s may be empty).
                 self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: answered {status} "
                                     "without valid JSON", time.monotonic() - started)
                 continue
@@ -1092,7 +1229,7 @@ def send(api_client: Any, operation: str, *, path: Mapping[str, str] | None = No
                                auth_settings=["PureCloud OAuth"])
 
 
-def call(api_client: Any, action: str, operation: str, *, missing: str | None = None, **request: Any) -> Any:
+def api(api_client: Any, action: str, operation: str, *, missing: str | None = None, **request: Any) -> Any:
     """send() one request, turning its ApiException into our exceptions (see api_error for `missing`)."""
     try:
         return send(api_client, operation, **request)
@@ -1125,7 +1262,7 @@ def authenticate(api_client: Any, settings: Settings) -> None:
 def find_user_by_email(api_client: Any, email: str) -> str:
     """The id of the one user whose email is this one, ignoring case."""
     body = {"query": [{"type": "EXACT", "fields": ["email"], "value": email}]}  # UserSearchRequest
-    found = call(api_client, f"looking up user {email}", "post_users_search", body=body)
+    found = api(api_client, f"looking up user {email}", "post_users_search", body=body)
     ids = [user.id for user in found.results or [] if (user.email or "").lower() == email.lower()]
     if not ids:
         raise NotFound(f"no user has the email {email}; check the address (or the divisions granted to the "
@@ -1148,11 +1285,11 @@ def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None,
 def resolve_queue(api_client: Any, queue_id: str | None, queue_name: str | None) -> tuple[str, str]:
     """(id, name) of a queue, which must exist, be visible, and (by name, ignoring case) be unique."""
     if queue_id:
-        queue = call(api_client, f"reading queue {queue_id}", "get_routing_queue", path={"queueId": queue_id},
+        queue = api(api_client, f"reading queue {queue_id}", "get_routing_queue", path={"queueId": queue_id},
                      missing=f"queue {queue_id} does not exist or is not visible to this OAuth client; check the "
                              "id, and the divisions granted to the client's role")
         return queue.id, queue.name
-    listing = call(api_client, f"looking up queue {queue_name!r}", "get_routing_queues",
+    listing = api(api_client, f"looking up queue {queue_name!r}", "get_routing_queues",
                    query={"name": queue_name, "pageSize": 100})
     matches = [q for q in listing.entities or [] if (q.name or "").lower() == queue_name.lower()]
     if not matches:
@@ -1164,8 +1301,36 @@ def resolve_queue(api_client: Any, queue_id: str | None, queue_name: str | None)
     return matches[0].id, matches[0].name
 
 
+def resolve_routing_entity(api_client: Any, kind: str, value: str) -> str:
+    """The id of the one active skill or language (`kind`) with this id, or this name ignoring case.
+
+    Genesys lists the names that start with the value (skills; languages: unverified), which may
+    include inactive and deleted ones, so the comparison and the state check are ours.
+    """
+    read_one, id_parameter, listing = ROUTING_ENTITIES[kind]
+    if is_uuid(value):
+        entity = api(api_client, f"reading {kind} {value}", read_one, path={id_parameter: value},
+                     missing=f"{kind} {value} does not exist or is not visible to this OAuth client; check the id")
+        if entity.state != "active":
+            raise NotFound(f"{kind} {entity.name} ({value}) is {entity.state}; give an active one")
+        return entity.id
+    matches, page, pages = [], 1, 1
+    while page <= pages:
+        found = api(api_client, f"looking up {kind} {value!r}", listing,
+                    query={"name": value, "pageSize": PAGE_SIZE, "pageNumber": page})
+        matches += [e for e in found.entities or [] if (e.name or "").lower() == value.lower() and e.state == "active"]
+        page, pages = page + 1, found.page_count or 1
+    if not matches:
+        raise NotFound(f"no active {kind} is named {value!r}; check the name (it is compared ignoring case), or give "
+                       "its id")
+    if len(matches) > 1:
+        listed = ", ".join(f"{e.name} ({e.id})" for e in matches)
+        raise UsageError(f"{len(matches)} active {kind}s are named {value!r}: {listed}; give the id")
+    return matches[0].id
+
+
 def get_conversation(api_client: Any, conversation_id: str) -> Any:
-    return call(api_client, f"reading conversation {conversation_id}", "get_conversation",
+    return api(api_client, f"reading conversation {conversation_id}", "get_conversation",
                 path={"conversationId": conversation_id})
 
 
@@ -1177,7 +1342,7 @@ def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
     """
     for attempt in range(ANALYTICS_RETRIES + 1):
         query = details_query({"userId": user_id}, dt.datetime.now(dt.timezone.utc), order="desc")
-        found = call(api_client, "querying analytics for the agent's calls", "post_analytics_conversations_details_query",
+        found = api(api_client, "querying analytics for the agent's calls", "post_analytics_conversations_details_query",
                      body=query)
         candidates = [c.conversation_id for c in found.conversations or [] if c.conversation_end is None]
         live = []
@@ -1307,7 +1472,7 @@ def list_waiting_calls(api_client: Any, queue_id: str) -> list[WaitingCall]:
     while True:
         query = details_query({"queueId": queue_id}, dt.datetime.now(dt.timezone.utc), order="asc",
                               page=page, page_size=PAGE_SIZE)
-        found = call(api_client, f"listing the calls waiting in queue {queue_id}",
+        found = api(api_client, f"listing the calls waiting in queue {queue_id}",
                      "post_analytics_conversations_details_query", body=query)
         conversations = found.conversations or []
         for waiting in waiting_calls(conversations, queue_id):
@@ -1327,7 +1492,7 @@ def seen_in_queue(api_client: Any, calls: list[Call]) -> list[Call]:
     seen = []
     for start in range(0, len(calls), PAGE_SIZE):
         batch = {c.conversation_id: c for c in calls[start:start + PAGE_SIZE]}
-        found = call(api_client, f"checking {plural(len(batch), 'moved call')}", "get_analytics_conversations_details",
+        found = api(api_client, f"checking {plural(len(batch), 'moved call')}", "get_analytics_conversations_details",
                      query={"id": list(batch)})
         for conversation in found.conversations or []:
             moved = batch.get(conversation.conversation_id)
@@ -1342,36 +1507,93 @@ def seen_in_queue(api_client: Any, calls: list[Call]) -> list[Call]:
 HALTING = (AuthError, Unavailable, NotFound)  # errors every further call would hit: stop starting new ones
 
 
-def select_calls(api_client: Any, settings: Settings, target: tuple[str, str | None]) -> list[Call]:
+def make_plan(api_client: Any, settings: Settings) -> Plan:
+    """Resolve every name the command gives (target queue, skills, language) once, before any change.
+
+    Every name that does not resolve is reported in one message, as settings are (exit 2). A bulk
+    run looks its target queue up even by id: one request, before any of its many transfers.
+    """
+    problems: list[str] = []
+
+    def resolved(lookup: Callable[[], Any]) -> Any:
+        try:
+            return lookup()
+        except UsageError as exc:  # NotFound, and names that match more than one
+            problems.append(str(exc))
+            return None
+
+    target: tuple[str | None, str | None] = (None, None)
+    if not settings.in_place:
+        target = resolved(lambda: queue_to_use(api_client, settings.queue_id, settings.queue_name,
+                                               settings.dry_run or settings.check or not settings.single)) or target
+    routing: dict[str, Any] = {}
+    if settings.priority is not None:
+        routing["priority"] = settings.priority
+    if settings.skills is not None:
+        ids = [resolved(functools.partial(resolve_routing_entity, api_client, "skill", name)) for name in settings.skills]
+        routing["skillIds"] = list(dict.fromkeys(ids))  # a skill named twice (by name and id) counts once
+    if settings.language is not None:
+        routing["languageId"] = settings.language and resolved(
+            lambda: resolve_routing_entity(api_client, "language", settings.language))
+    if problems:
+        raise UsageError("; ".join(problems))
+    return Plan(*target, routing=routing, attributes=dict(settings.attributes))
+
+
+def select_calls(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
     """The calls to act on: the one the settings name, or every voice call waiting in --from-queue.
 
-    Calls that need nothing (already waiting in the target queue, or with an agent already) come
-    back decided, as `skipped` with the reason.
+    Calls that need nothing (already waiting in the target queue with nothing else asked, or with
+    an agent already) come back decided, as `skipped` with the reason.
     """
-    queue_id, queue_name = target
-    if settings.single:
+    if not settings.single:
+        calls = list_source_queue(api_client, settings, plan)
+    elif plan.in_place:
+        calls = [find_waiting_call(api_client, settings.conversation_id, plan)]
+    else:
         conversation, participant = find_call(api_client, settings)
         calls = [Call(conversation.id, participant.id, participant.purpose, participant.user_id,
-                      participant.queue_id, queue_id, queue_name)]
-    else:
-        calls = list_source_queue(api_client, settings, target)
+                      participant.queue_id, plan.queue_id, plan.queue_name, customer_id=customer_leg(conversation),
+                      plan=plan)]
     for call in calls:
-        if call.status is None and call.purpose == "acd" and call.from_queue_id == queue_id:
-            call.finish("skipped", f"already waiting in queue {queue_name or queue_id}; nothing to do")
+        if call.status is None and call.move and call.purpose == "acd" and call.from_queue_id == plan.queue_id:
+            where = plan.queue_name or plan.queue_id
+            if plan.changes:  # a rerun of a move with routing: the move is done, the rest is set again in place
+                call.move, call.reason = False, f"already waiting in queue {where}"
+            else:
+                call.finish("skipped", f"already waiting in queue {where}; nothing to do")
     return calls
 
 
-def list_source_queue(api_client: Any, settings: Settings, target: tuple[str, str | None]) -> list[Call]:
+def customer_leg(conversation: Any) -> str | None:
+    """The id of the call's customer participant (external, for an outbound call): where participant data goes."""
+    legs = [p for p in conversation.participants or [] if p.purpose in ("customer", "external")]
+    return next((p.id for p in legs if is_live(p)), legs[0].id if legs else None)
+
+
+def find_waiting_call(api_client: Any, conversation_id: str, plan: Plan) -> Call:
+    """The call to change in place: it must be waiting in a queue, not with an agent, in the IVR or ended."""
+    conversation = get_conversation(api_client, conversation_id)
+    leg = next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+    if conversation_ended(conversation) or leg is None or pick_agent_participant(conversation):
+        raise NoLiveCall(f"conversation {conversation_id} is not waiting in a queue ("
+                         f"{describe_participants(conversation)}); nothing was changed")
+    return Call(conversation.id, leg.id, leg.purpose, None, leg.queue_id, leg.queue_id, None,
+                customer_id=customer_leg(conversation), move=False, plan=plan)
+
+
+def list_source_queue(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
     """Every voice call analytics shows waiting in --from-queue, oldest first, at most --limit of them."""
     source_is_id = is_uuid(settings.from_queue)
     source_id, source_name = queue_to_use(api_client, settings.from_queue if source_is_id else None,
                                           None if source_is_id else settings.from_queue, settings.dry_run)
-    queue_id, queue_name = target
-    if source_id == queue_id:
+    if source_id == plan.queue_id:
         raise UsageError(f"--from-queue and the target are the same queue ({source_name or source_id}); "
                          "choose another target")
     listed = list_waiting_calls(api_client, source_id)
-    calls = [Call(w.conversation_id, w.participant_id, "acd", None, source_id, queue_id, queue_name, w.waiting_since,
+    target_id, target_name = (source_id, source_name) if plan.in_place else (plan.queue_id, plan.queue_name)
+    calls = [Call(w.conversation_id, w.participant_id, "acd", None, source_id, target_id, target_name, w.waiting_since,
+                  customer_id=w.customer_id, move=not plan.in_place, plan=plan,
                   status="skipped" if w.answered else None, reason="already with an agent" if w.answered else None)
              for w in listed]
     waiting_now = [call for call in calls if call.status is None]
@@ -1383,37 +1605,57 @@ def list_source_queue(api_client: Any, settings: Settings, target: tuple[str, st
     return [call for call in calls if call.status or call in chosen]
 
 
-def plan_request(call: Call) -> str:
-    """The request a call's transfer sends, as a dry run prints it."""
-    method, path, _ = OPERATIONS["post_conversation_participant_replace_queue"]
-    path = path.format(conversationId=call.conversation_id, participantId=call.participant_id)
-    return f"{method} {path} {json.dumps(transfer_body(call.queue_id))}"
+def plan_requests(call: Call) -> list[str]:
+    """The requests a call's plan sends, in order, as a dry run prints them."""
+    def request(operation: str, body: Any, **path: str) -> str:
+        method, template, _ = OPERATIONS[operation]
+        return f"{method} {template.format(**path)} {json.dumps(body)}"
+
+    plan, requests = call.plan, []
+    if plan.attributes:
+        requests.append(request("patch_conversations_call_participant_attributes", {"attributes": plan.attributes},
+                                conversationId=call.conversation_id, participantId=call.customer_id or "?"))
+    if call.move:
+        requests.append(request("post_conversation_participant_replace_queue", transfer_body(call.queue_id),
+                                conversationId=call.conversation_id, participantId=call.participant_id))
+    if plan.routing:
+        requests.append(request("patch_routing_conversation", plan.routing, conversationId=call.conversation_id))
+    return requests
 
 
-def confirm_bulk(count: int, source: str, target: str, settings: Settings, stdin: Any = None) -> None:
-    """Ask before moving more than CONFIRM_ABOVE calls: on a terminal, or by --yes when there is none."""
+def confirm_bulk(count: int, source: str, target: str | None, settings: Settings, stdin: Any = None) -> None:
+    """Ask before acting on more than CONFIRM_ABOVE calls: on a terminal, or by --yes when there is none."""
     stdin = stdin or sys.stdin
     if count <= CONFIRM_ABOVE or settings.yes or settings.dry_run:
         return
+    what = f"move {plural(count, 'call')} from {source} to {target}" if target else \
+        f"change {plural(count, 'call')} waiting in {source}"
     if not stdin.isatty():
-        raise UsageError(f"this would move {plural(count, 'call')} from {source} to {target}; "
-                         "pass --yes to confirm when not running on a terminal")
-    sys.stderr.write(f"Move {plural(count, 'waiting call')} from {source} to {target}? [y/N] ")
+        raise UsageError(f"this would {what}; pass --yes to confirm when not running on a terminal")
+    sys.stderr.write(f"{what[0].upper()}{what[1:]}? [y/N] ")
     sys.stderr.flush()
     if stdin.readline().strip().lower() not in ("y", "yes"):
-        raise UsageError("not confirmed; nothing was moved")
+        raise UsageError("not confirmed; nothing was changed")
 
 
-def move_call(api_client: Any, call: Call, wait: float) -> None:
-    """Transfer one call once and, when `wait` > 0, watch it land; the outcome goes on the call, never raised."""
+def act_on_call(api_client: Any, call: Call, wait: float, watch_live: bool) -> None:
+    """Carry out the plan on one call: its participant data, the transfer, and its routing when watched live.
+
+    A batch's moved calls get their routing once verification has seen them in the target queue
+    (send_calls). The outcome goes on the call; our errors are never raised.
+    """
+    plan = call.plan
     call.started = time.monotonic()
     try:
-        transfer_to_queue(api_client, call.conversation_id, call.participant_id, call.queue_id)
-        call.status = "transferred"
-        if wait > 0:
-            wait_for_transfer(api_client, call.conversation_id, call.participant_id, call.queue_id, wait)
-            call.verified = True
-        call.finish("transferred")
+        if plan.attributes:  # first: the target queue's in-queue flow and the agent will see it
+            write_attributes(api_client, call)
+        if call.move:
+            transfer_to_queue(api_client, call.conversation_id, call.participant_id, call.queue_id)
+            call.status = "transferred"
+            if watch_live and wait > 0:
+                wait_for_transfer(api_client, call.conversation_id, call.participant_id, call.queue_id, wait)
+                call.verified = True
+        call.finish("transferred" if call.move else "updated")
     except Stopped as exc:
         call.cut_short = True
         if call.status == "transferred":  # it moved; only the verification was cut short
@@ -1425,63 +1667,180 @@ def move_call(api_client: Any, call: Call, wait: float) -> None:
     except TransferCallError as exc:
         # Once the POST was accepted the call may well have moved: it stays "transferred", unverified.
         call.finish(call.status or "failed", str(exc), exc)
+    if plan.routing and (not call.move or watch_live) and call.done:
+        change_routing(api_client, call, confirm_live=watch_live)
+
+
+def write_attributes(api_client: Any, call: Call) -> None:
+    """Merge the plan's participant data into the call's customer participant."""
+    action = f"writing participant data on conversation {call.conversation_id}"
+    if not call.customer_id:
+        raise TransferRefused(f"{action}: the call has no customer participant to write it on; nothing was changed")
+    try:
+        api(api_client, action, "patch_conversations_call_participant_attributes",
+            path={"conversationId": call.conversation_id, "participantId": call.customer_id},
+            body={"attributes": dict(call.plan.attributes)})
+    except (TransferRefused, NoLiveCall) as exc:
+        gone = why_not_waiting(api_client, call) if call.purpose == "acd" else None
+        if gone:
+            raise NoLiveCall(f"{action}: the call was {gone} first; nothing was changed", code=exc.code) from None
+        raise type(exc)(f"{exc}; the call was not {'moved' if call.move else 'changed'}", code=exc.code) from None
+
+
+def change_routing(api_client: Any, call: Call, confirm_live: bool) -> None:
+    """PATCH a waiting call's priority, skills and language, and confirm they took; the outcome goes on the call.
+
+    Confirmed on the live conversation's conversationRoutingData (confirm_live), or else by the
+    values the PATCH answers with: the values now in force. Genesys' error for a call that is no
+    longer in a queue is unverified, so a refused PATCH is told apart by reading the call: one
+    answered or ended meanwhile needs no routing (skipped); one still waiting did not change.
+    """
+    routing, action = call.plan.routing, f"changing the routing of conversation {call.conversation_id}"
+    try:
+        answer = api(api_client, action, "patch_routing_conversation", path={"conversationId": call.conversation_id},
+                     body=dict(routing))
+        if confirm_live:
+            answer = queue_routing_data(get_conversation(api_client, call.conversation_id))
+        if answer is None or not routing_shows(answer, routing):
+            raise TransferRefused(f"{action}: accepted, but the call does not show the values asked for "
+                                  f"({json.dumps(routing)})")
+        call.routing = "applied"
+        return
+    except (AuthError, Unavailable, Stopped) as exc:  # nothing to learn from reading the call
+        error: TransferCallError = exc
+    except TransferCallError as exc:
+        try:
+            gone = why_not_waiting(api_client, call)
+        except TransferCallError:
+            gone = None
+        if gone:
+            call.routing, call.routing_reason = "skipped", f"the call was {gone} before the routing change"
+            if not call.move:
+                call.finish("skipped", call.routing_reason, NoLiveCall(f"{action}: {call.routing_reason}"))
+            return
+        error = exc
+    call.routing, call.routing_reason = "failed", str(error)
+    call.cut_short = call.cut_short or isinstance(error, Stopped)
+    if call.move:  # it did move: say so, and what did not change (exit 5 for one call)
+        call.error = RoutingNotChanged(
+            f"conversation {call.conversation_id} moved to queue {call.queue_name or call.queue_id}"
+            f"{' and was verified there' if call.verified else ''}, but its {' and '.join(ROUTING_FIELDS[k] for k in routing)} "
+            f"did not change: {error}", cause=error)
+    else:
+        call.finish("failed", str(error), error)
+
+
+def queue_routing_data(conversation: Any) -> Any | None:
+    """The conversationRoutingData of the call's live queue leg, or None when it waits in no queue."""
+    leg = next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+    return leg.conversation_routing_data if leg else None
+
+
+def routing_shows(data: Any, routing: Mapping[str, Any]) -> bool:
+    """True when routing data (conversationRoutingData, or the PATCH's answer) holds every value asked for."""
+    shown = {"priority": data.priority, "skillIds": sorted(s.id for s in data.skills or []),
+             "languageId": data.language.id if data.language else ""}
+    asked = {**routing, **({"skillIds": sorted(routing["skillIds"])} if "skillIds" in routing else {})}
+    return all(shown[key] == value for key, value in asked.items())
+
+
+def why_not_waiting(api_client: Any, call: Call) -> str | None:
+    """Why a call no longer waits in a queue ("answered by an agent", "ended"), or None while it does."""
+    try:
+        conversation = get_conversation(api_client, call.conversation_id)
+    except NoLiveCall:
+        return "ended"
+    if conversation_ended(conversation):
+        return "ended"
+    if pick_agent_participant(conversation):
+        return "answered by an agent"
+    return None if queue_routing_data(conversation) is not None else "no longer in a queue"
 
 
 def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Stop, report: Report) -> None:
-    """Transfer each call, `concurrency` at a time, and verify; report each call as soon as its outcome is final.
+    """Act on each call, `concurrency` at a time, and verify; report each call as soon as its outcome is final.
 
-    One call is watched live (wait_for_transfer). A batch is checked by reading the moved calls
-    from analytics in bulk (seen_in_queue), every VERIFY_EVERY seconds or PAGE_SIZE calls while
-    it still sends, and to the end of --wait after, so records come out during the run.
-    A stop (signal) lets the requests in flight finish and sends nothing more.
+    One call is watched live (wait_for_transfer), its routing then changed and confirmed on the
+    live call. A batch's moves are checked by reading the moved calls from analytics in bulk
+    (seen_in_queue), every VERIFY_EVERY seconds or PAGE_SIZE calls while it still sends, and to
+    the end of --wait after, so records come out during the run; each call seen gets its routing
+    change then, confirmed by the PATCH's answer (no extra read per call). A stop (signal) lets
+    the requests in flight finish and sends nothing more.
     """
     import concurrent.futures
 
     watch_live = len(calls) == 1
     awaiting: dict[str, Call] = {}  # moved, not yet seen in the target queue
     lock = threading.Lock()
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
+    futures: list[concurrent.futures.Future[None]] = []
 
     def work(call: Call) -> None:
         if stop.is_set():
             return  # never sent: reported by the caller
-        try:
-            move_call(api_client, call, settings.wait if watch_live else 0.0)
-        except Exception as exc:  # noqa: BLE001 - a bug must not cost the other calls their records
-            log.debug("unexpected error on conversation %s", call.conversation_id, exc_info=True)
-            call.finish("failed", f"unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
-                        TransferCallError(f"unexpected error: {type(exc).__name__}: {exc}"))
-        if isinstance(call.error, HALTING):
-            stop.halt(call.error)
-        if call.done and not watch_live and settings.wait > 0:
+        act_on_call(api_client, call, settings.wait, watch_live)
+        cause = getattr(call.error, "cause", call.error)
+        if isinstance(cause, HALTING):
+            stop.halt(cause)
+        if call.done and call.move and not watch_live and settings.wait > 0:
             with lock:
                 awaiting[call.conversation_id] = call
         else:
             report.call(call)
 
+    def routed(call: Call) -> None:
+        """A moved call seen in its queue: change its routing, then report it."""
+        if stop.error:  # the run stopped starting calls: do not start their routing either
+            call.routing, call.routing_reason = "failed", f"not sent: {stop.reason}"
+        else:
+            change_routing(api_client, call, confirm_live=False)
+            cause = getattr(call.error, "cause", None)
+            if isinstance(cause, HALTING):
+                stop.halt(cause)
+        report.call(call)
+
+    def submit(task: Callable[[Call], None], call: Call) -> None:
+        def guarded() -> None:
+            try:
+                task(call)
+            except Exception as exc:  # noqa: BLE001 - a bug must not cost the other calls their records
+                log.debug("unexpected error on conversation %s", call.conversation_id, exc_info=True)
+                error = TransferCallError(f"unexpected error: {type(exc).__name__}: {exc}")
+                call.finish(call.status if call.status == "transferred" else "failed",
+                            f"{error} (run with -v for the traceback)", error)
+                report.call(call)
+        futures.append(pool.submit(guarded))
+
+    def seen(call: Call) -> None:
+        call.verified = True
+        with lock:
+            awaiting.pop(call.conversation_id, None)
+        if call.plan.routing:
+            submit(routed, call)
+        else:
+            report.call(call)
+
     def verify(until: float) -> None:
-        """Check the awaiting calls until all are seen or `until`; report those seen."""
+        """Check the awaiting calls until all are seen or `until`."""
         pause = POLL_INTERVAL / 2
         while not stop.signalled:
             with lock:
                 batch = list(awaiting.values())
             if not batch:
                 return
-            for seen in seen_in_queue(api_client, batch):
-                seen.verified = True
-                with lock:
-                    awaiting.pop(seen.conversation_id)
-                report.call(seen)
+            for call in seen_in_queue(api_client, batch):
+                seen(call)
             if not awaiting or time.monotonic() + pause > until:
                 return
             stop.wait(pause)  # ends at once on a signal
             pause = min(pause * 2, 4.0)
 
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
-    futures = [pool.submit(work, call) for call in calls]
+    for call in calls:
+        submit(work, call)
     last_check, announced = time.monotonic(), False
     try:
         while True:
-            _, running = concurrent.futures.wait(futures, timeout=0.2)
+            _, running = concurrent.futures.wait(list(futures), timeout=0.2)
             if stop.signalled and not announced:
                 announced = True
                 log.warning("%s: sending nothing more; waiting for the requests in flight", stop.reason)
@@ -1499,20 +1858,30 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
         except TransferCallError as exc:
             log.warning("checking the moved calls in analytics failed (%s); reading each one", exc)
         try:
-            for call in [c for c in awaiting.values() if not c.verified]:  # not seen by analytics: read each
+            for call in list(awaiting.values()):  # not seen by analytics: read each
                 landed_or_ended(api_client, call)
+                if call.verified:
+                    seen(call)
         except TransferCallError as exc:  # verification itself failed: what was moved stays moved
             for call in awaiting.values():
                 call.reason = call.reason or f"not verified: {exc}"
+        concurrent.futures.wait(list(futures))  # the routing changes of the last calls seen
+    except Exception as exc:
+        stop.halt(TransferCallError(f"unexpected error: {type(exc).__name__}: {exc}"))
+        raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
         for call in awaiting.values():
-            if stop.signalled and not call.verified:
+            if call.status == "skipped":
+                pass
+            elif stop.signalled:
                 call.reason, call.cut_short = f"not verified: {stop.reason}", True
-            elif not call.verified and call.status == "transferred":
+            else:
                 call.error = TransferRefused(call.reason or f"not seen in queue {call.queue_name or call.queue_id} "
                                              f"within {settings.wait:g}s; check the call")
                 call.reason = str(call.error)
+            if call.plan.routing and call.status == "transferred":
+                call.routing, call.routing_reason = "failed", "not sent: the call was not seen in its target queue"
             report.call(call)
 
 
@@ -1540,7 +1909,8 @@ def outcome(calls: list[Call], settings: Settings, stop: Stop) -> tuple[int, str
     if settings.single:
         error = calls[0].error
         return (error.exit_code, str(error)) if error else (ExitCode.OK, None)
-    failed = [c for c in calls if c.status in ("failed", "not-sent") or (c.status == "transferred" and c.error)]
+    failed = [c for c in calls if c.status in ("failed", "not-sent") or (c.status in ("transferred", "updated")
+                                                                          and not c.done)]
     if not failed:
         return ExitCode.OK, None
     if stop.error:
@@ -1551,37 +1921,41 @@ def outcome(calls: list[Call], settings: Settings, stop: Stop) -> tuple[int, str
                   "source queue")
     if any(c.done for c in calls):
         return ExitCode.PARTIAL, reason
-    first = stop.error or next((c.error for c in failed if c.error), None)
+    first = stop.error or next((getattr(c.error, "cause", c.error) for c in failed if c.error), None)
     return (first.exit_code if first else ExitCode.PARTIAL), reason
 
 
 def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
     """Select the calls, plan, send them paced, verify, and report: the one pipeline of every mode."""
-    # A bulk run looks its target up even by id: one request, before any of its many transfers.
-    target = queue_to_use(api_client, settings.queue_id, settings.queue_name, settings.dry_run or not settings.single)
-    calls = select_calls(api_client, settings, target)
+    plan = make_plan(api_client, settings)
+    calls = select_calls(api_client, settings, plan)
     report.total, report.started = len(calls), time.monotonic()
     for call in calls:
         if call.status:
             report.call(call)
     todo = [call for call in calls if call.status is None]
-    target_name = target[1] or target[0]
+    target = plan.queue_name or plan.queue_id
     if settings.dry_run:
+        requests = 0
         for call in todo:
-            call.request = plan_request(call)
+            call.requests = plan_requests(call)
+            requests += len(call.requests)
             call.finish("dry-run")
             report.call(call)
         if not settings.single:
-            log.info("dry run: %s would move from %s to %s with %s; nothing was sent",
-                     plural(len(todo), "call"), settings.from_queue, target_name, plural(len(todo), "request"))
+            what = f"move from {settings.from_queue} to {target}" if target else "change in place"
+            log.info("dry run: %s would %s with %s; nothing was sent", plural(len(todo), "call"), what,
+                     plural(requests, "request"))
         return ExitCode.OK
     if todo and not settings.single:
-        confirm_bulk(len(todo), settings.from_queue, target_name, settings)
-        log.info("moving %s from %s to %s, %d at a time", plural(len(todo), "call"), settings.from_queue,
-                 target_name, min(settings.concurrency, len(todo)))
+        confirm_bulk(len(todo), settings.from_queue, target, settings)
+        log.info("%s %s %s, %d at a time", "moving" if target else "changing", plural(len(todo), "call"),
+                 f"from {settings.from_queue} to {target}" if target else f"waiting in {settings.from_queue}",
+                 min(settings.concurrency, len(todo)))
     elif todo:
-        log.info("transferring conversation %s participant %s (%s) to queue %s",
-                 todo[0].conversation_id, todo[0].participant_id, todo[0].purpose, target_name)
+        call = todo[0]
+        log.info("%s conversation %s participant %s (%s)%s", "transferring" if call.move else "changing",
+                 call.conversation_id, call.participant_id, call.purpose, f" to queue {target}" if call.move else "")
     report.requests_before = transport_of(api_client).requests_sent
     try:
         stop.preparing = False  # from here a signal lets the requests in flight finish
@@ -1637,9 +2011,14 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
         nobody = {"query": [{"type": "EXACT", "fields": ["email"], "value": "nobody@invalid.example"}]}
         probes.append(("directory:user:view", "--user-email",
                        lambda: send(api_client, "post_users_search", body=nobody)))
+    if not mode_given or settings.changes_routing:
+        probes.append(("routing:conversation:edit", "--priority, --skill, --language", None))
+    if not mode_given or settings.skills:
+        probes.append(("routing:skill:view", "--skill by name",
+                       lambda: send(api_client, "get_routing_skills", query={"pageSize": 1})))
     rows = []
     for permission, needed_for, probe in probes:
-        result, note = "unknown", "cannot be checked without sending a transfer"
+        result, note = "unknown", "cannot be checked without changing a call"
         if probe is not None:
             try:
                 probe()
@@ -1651,22 +2030,19 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
                 result, note = {403: ("missing", f"{code}: add it to the OAuth client's role"),
                                 404: ("ok", "")}.get(status, ("unknown", f"answered {status} {code}"))
         rows.append({"permission": permission, "neededFor": needed_for, "result": result, "note": note})
-    granted = {row["permission"] for row in rows if row["result"] == "ok"}
-    lookups: list[Callable[[], Any]] = []
-    if "routing:queue:view" in granted:
-        source = settings.from_queue
-        lookups += [lambda: resolve_queue(api_client, settings.queue_id, settings.queue_name)] * bool(
-            settings.queue_id or settings.queue_name)
-        lookups += [lambda: resolve_queue(api_client, *((source, None) if is_uuid(source) else (None, source)))] * bool(
-            source)
-    if "directory:user:view" in granted and settings.user_email:
-        lookups.append(lambda: find_user_by_email(api_client, settings.user_email))
+    source = settings.from_queue
+    lookups = [lambda: make_plan(api_client, settings)]  # the target queue, skills and language
+    lookups += [lambda: resolve_queue(api_client, *((source, None) if is_uuid(source) else (None, source)))] * bool(
+        source)
+    lookups += [lambda: find_user_by_email(api_client, settings.user_email)] * bool(settings.user_email)
     not_found = []
     for lookup in lookups:
         try:
             lookup()
         except UsageError as exc:
             not_found.append(str(exc))
+        except AuthError:
+            pass  # the table names the permission that is missing
     return rows, not_found
 
 
@@ -1706,6 +2082,9 @@ examples:
   python transfer_call.py --conversation-id 1d6f... --queue-id 8c2e... --dry-run
   python transfer_call.py --user-email agent@example.com --queue-id 8c2e... --json
   python transfer_call.py --from-queue Support --queue-name "Billing Overflow" --dry-run
+  python transfer_call.py --from-queue Support --queue-name Overflow --priority 100 --no-skills \\
+      --attribute transferReason="Support outage" --yes
+  python transfer_call.py --conversation-id 1d6f... --priority 50
 
 environment variables (a flag replaces every variable of its group, "which call" or "where to";
 the environment replaces the .env file the same way):
@@ -1721,13 +2100,24 @@ the environment replaces the .env file the same way):
     target = parser.add_argument_group("where to")
     target.add_argument("--queue-id", help="target queue id")
     target.add_argument("--queue-name", help="target queue, by name ignoring case (must be unique)")
-    parser.add_argument("--dry-run", action="store_true", help="find everything and print the request; change nothing")
+    routing = parser.add_argument_group(
+        "how the call routes (on the move to the target queue; without one, in place where it waits)")
+    routing.add_argument("--priority", metavar="N", help="routing priority, -25000000 to 25000000; a point counts as "
+                         "a minute of waiting, 0 resets")
+    routing.add_argument("--skill", action="append", metavar="NAME_OR_ID",
+                         help="required skill, repeatable: the complete new set (names ignore case)")
+    routing.add_argument("--no-skills", action="store_true", help="remove every skill requirement")
+    routing.add_argument("--language", metavar="NAME_OR_ID", help="required language (a name ignores case)")
+    routing.add_argument("--no-language", action="store_true", help="remove the language requirement")
+    routing.add_argument("--attribute", action="append", metavar="KEY=VALUE",
+                         help="participant data on the customer, repeatable (written before the move)")
+    parser.add_argument("--dry-run", action="store_true", help="find everything and print the requests; change nothing")
     bulk = parser.add_argument_group("bulk moves (--from-queue)")
-    bulk.add_argument("--limit", type=int, metavar="N", help="move at most N calls, oldest first")
-    bulk.add_argument("--yes", action="store_true", help=f"confirm a move of more than {CONFIRM_ABOVE} calls "
+    bulk.add_argument("--limit", type=int, metavar="N", help="act on at most N calls, oldest first")
+    bulk.add_argument("--yes", action="store_true", help=f"confirm acting on more than {CONFIRM_ABOVE} calls "
                       "without a terminal prompt")
     bulk.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, metavar="N",
-                      help=f"transfers in flight at once (default {DEFAULT_CONCURRENCY})")
+                      help=f"calls in flight at once (default {DEFAULT_CONCURRENCY})")
     parser.add_argument("--wait", metavar="SECONDS",
                         help=f"how long to verify the transfer (default {DEFAULT_WAIT:g}; 0 = do not verify)")
     parser.add_argument("--retry-budget", metavar="SECONDS",

@@ -205,7 +205,16 @@ BULK_RUNS = (  # (key, label, argv, whether the injected latency is scaled with 
     ("script_slow", "transfer_call.py --from-queue", [str(SCRIPT), "--from-queue", "{source}", "--queue-id",
                                                       "{target}", "--yes", "-q"], False),
     ("naive_slow", "sequential read-then-transfer", [str(BASELINE), "naive-bulk", "{source}", "{target}"], False),
+    ("routing", "--from-queue --priority 100", [str(SCRIPT), "--from-queue", "{source}", "--queue-id", "{target}",
+                                                "--priority", "100", "--yes", "-q"], True),
+    ("attributes", "  ... --attribute transferReason=outage", [str(SCRIPT), "--from-queue", "{source}", "--queue-id",
+                                                             "{target}", "--priority", "100", "--attribute",
+                                                             "transferReason=outage", "--yes", "-q"], True),
+    ("in_place", "--from-queue --priority 50 (in place)", [str(SCRIPT), "--from-queue", "{source}", "--priority",
+                                                           "50", "--yes", "-q"], True),
 )
+# Requests a call needs at the least, which bounds calls a minute to the limit divided by it.
+FLOOR_REQUESTS = {"routing": 2, "attributes": 3, "in_place": 1}
 
 
 def bench_bulk(calls: int, latency: float, scale: float) -> dict[str, float]:
@@ -217,7 +226,14 @@ def bench_bulk(calls: int, latency: float, scale: float) -> dict[str, float]:
             _, code, max_rss = timed([sys.executable, *[part.format(source=support, target=overflow) for part in argv]],
                                      environment(org, base_url))
         moved_twice = sum(1 for n in collections.Counter(t["conversationId"] for t in org.transfers).values() if n > 1)
-        moved = sum(1 for c in waiting if org.queue_of(c) == overflow)
+        moved_twice += sum(1 for n in collections.Counter(c["conversationId"] for c in org.routing_changes).values()
+                           if n > 1)  # and changed twice
+        if key == "in_place":  # nothing moves: count the calls changed where they wait
+            moved = sum(1 for c in waiting if (org.routing_of(c) or {}).get("priority") == 50)
+        else:
+            moved = sum(1 for c in waiting if org.queue_of(c) == overflow
+                        and (key not in ("routing", "attributes") or org.routing_of(c)["priority"] == 100)
+                        and (key != "attributes" or org.attributes_of(c) == {"transferReason": "outage"}))
         active = org_active_seconds(org)
         figures.update({f"{key}_code": code, f"{key}_moved": moved, f"{key}_twice": moved_twice,
                         f"{key}_requests": api_requests(org), f"{key}_429": org.rate_limited, f"{key}_rss": max_rss,
@@ -285,6 +301,16 @@ def main() -> None:
               "as many calls a minute as the sequential loop")
     print(f"   bound: {bulk['bound_per_minute']:.0f} calls/min (the limit ÷ 1 request per call); calls/min counts "
           "from the first API request to the last, verification included")
+    print("   with a routing change (latency scaled)  calls/min  ×bound  requests/call   429s  twice  done")
+    for key, label, _, _ in BULK_RUNS[4:]:
+        done = bulk[f"{key}_moved"] or 1
+        bound = RATE_LIMIT / FLOOR_REQUESTS[key]
+        print(f"     {label:<37}{bulk[f'{key}_per_minute']:8.0f} {bulk[f'{key}_per_minute'] / bound:7.2f}"
+              f" {bulk[f'{key}_requests'] / done:14.2f} {bulk[f'{key}_429']:6.0f} {bulk[f'{key}_twice']:6.0f}"
+              f" {bulk[f'{key}_moved']:5.0f}")
+    print(f"   bounds: {RATE_LIMIT // 2} calls/min moved and re-prioritised (2 requests each: the transfer and the "
+          f"PATCH), {RATE_LIMIT // 3} with participant data too (3), {RATE_LIMIT} changed in place (1); "
+          "\"twice\": moved or changed twice")
     print("\n4. peak memory (max RSS)                ×(single-call SDK script)")
     print(f"   transfer_call.py, one call          {single['script_rss'] / single['sdk_rss']:9.2f}")
     print(f"   transfer_call.py, {args.calls} calls       {bulk['script_rss'] / single['sdk_rss']:9.2f}")

@@ -130,9 +130,9 @@ def test_on_a_terminal_more_than_ten_calls_are_confirmed_by_a_prompt(answer: str
     if moves:
         transfer_call.confirm_bulk(11, "Support", "Overflow", settings, stdin=Terminal(answer))
     else:
-        with pytest.raises(transfer_call.UsageError, match="not confirmed; nothing was moved"):
+        with pytest.raises(transfer_call.UsageError, match="not confirmed; nothing was changed"):
             transfer_call.confirm_bulk(11, "Support", "Overflow", settings, stdin=Terminal(answer))
-    assert "Move 11 waiting calls from Support to Overflow? [y/N]" in capsys.readouterr().err
+    assert "Move 11 calls from Support to Overflow? [y/N]" in capsys.readouterr().err
 
 
 def test_source_equal_to_target_is_refused(run_inprocess) -> None:
