@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
@@ -39,7 +40,7 @@ import threading
 import time
 import types
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: --help and configuration errors must answer at once
@@ -100,6 +101,8 @@ ROUTING_ENTITIES = {"skill": ("get_routing_skill", "skillId", "get_routing_skill
 ROUTING_FIELDS = {"priority": "priority", "skillIds": "skills", "languageId": "language"}  # body key -> words
 PRIORITY_LIMIT = 25_000_000   # RoutingConversationAttributesRequest.priority: -25,000,000 to 25,000,000
 ATTRIBUTE_LIMIT = 256         # characters of a participant data value (Architect's cap)
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")   # --waiting-over: 90, 90s, 15m, 1h
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 SDK_EXPORT = re.compile(r"^from \.([\w.]+) import (\w+)\s*$", re.MULTILINE)  # the SDK's __init__ lines
 EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
@@ -108,11 +111,13 @@ ENV_VARS = {
     "GENESYS_CLIENT_SECRET": "OAuth client secret",
     "GENESYS_REGION": f"org region, e.g. us-east-1, eu-west-1 or mypurecloud.ie (default {DEFAULT_REGION})",
     "GENESYS_API_HOST": "base URL replacing the region's host for token and API (https, or http on loopback)",
-    "GENESYS_RETRY_BUDGET": f"seconds a run may spend retrying 429/5xx/network errors (default {DEFAULT_RETRY_BUDGET:g})",
+    "GENESYS_RETRY_BUDGET": f"seconds a run may spend retrying 429/5xx/network errors "
+                            f"(default {DEFAULT_RETRY_BUDGET:g})",
     "GENESYS_TIMEOUT": f"seconds to wait for one answer before retrying (default {DEFAULT_TIMEOUT:g})",
     "TARGET_USER_ID": "agent whose connected call is moved (--user-id)",
     "TARGET_USER_EMAIL": "agent, by email, ignoring case (--user-email)",
     "TARGET_CONVERSATION_ID": "conversation to move (--conversation-id)",
+    "TARGET_CALLER": "the live call from this number, with its country code (--caller)",
     "SOURCE_QUEUE": "queue whose waiting calls all move, by id or name ignoring case (--from-queue)",
     "TARGET_QUEUE_ID": "queue to move the call to (--queue-id)",
     "TARGET_QUEUE_NAME": "queue to move the call to, by name ignoring case (--queue-name)",
@@ -121,7 +126,8 @@ ENV_VARS = {
 # every variable of that group, and the environment replaces every .env value of it.
 WHICH_CALL = (("--user-id", "user_id", "TARGET_USER_ID"), ("--user-email", "user_email", "TARGET_USER_EMAIL"),
               ("--conversation-id", "conversation_id", "TARGET_CONVERSATION_ID"),
-              ("--from-queue", "from_queue", "SOURCE_QUEUE"))
+              ("--caller", "caller", "TARGET_CALLER"), ("--from-queue", "from_queue", "SOURCE_QUEUE"),
+              ("--conversations-file", "conversations_file", None), ("--undo", "undo", None))
 WHERE_TO = (("--queue-id", "queue_id", "TARGET_QUEUE_ID"), ("--queue-name", "queue_name", "TARGET_QUEUE_NAME"))
 
 
@@ -223,6 +229,16 @@ class Stopped(TransferCallError):
 # --- settings -------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
+class UndoRecord:
+    """A call an earlier run transferred: to put back into from_queue_id if it still waits in queue_id."""
+
+    conversation_id: str
+    from_queue_id: str | None
+    queue_id: str
+    line: int
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     """Everything a run needs, resolved once from flags, environment and .env."""
 
@@ -235,7 +251,12 @@ class Settings:
     conversation_id: str | None = None
     queue_id: str | None = None
     queue_name: str | None = None
+    caller: str | None = None                 # E.164, e.g. +13175551234
     from_queue: str | None = None
+    conversation_ids: tuple[str, ...] = ()     # --conversations-file, in order, each once
+    undo: tuple[UndoRecord, ...] = ()         # --undo: the moves to put back
+    source: str | None = None                 # the file the list or the records came from
+    waiting_over: float | None = None         # --waiting-over, seconds
     limit: int | None = None
     yes: bool = False
     concurrency: int = DEFAULT_CONCURRENCY
@@ -252,13 +273,13 @@ class Settings:
 
     @property
     def single(self) -> bool:
-        """One call named (by agent or conversation), as opposed to a bulk selection."""
-        return not self.from_queue
+        """One call named (by agent, conversation or caller), as opposed to a bulk selection."""
+        return not (self.from_queue or self.source)
 
     @property
     def in_place(self) -> bool:
         """No target queue: the calls stay where they wait and only their routing or data change."""
-        return not (self.queue_id or self.queue_name)
+        return not (self.queue_id or self.queue_name or self.undo)
 
     @property
     def changes_routing(self) -> bool:
@@ -364,7 +385,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
         if not flags:
             for where, values in (("the environment", environ), (env_file, file_values)):
                 chosen = {attr: (values[name].strip(), name) for _, attr, name in members
-                          if (values.get(name) or "").strip()}
+                          if name and (values.get(name) or "").strip()}
                 if chosen:
                     break
         if len(chosen) > 1:
@@ -394,15 +415,19 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             problems.append(f"GENESYS_REGION {region!r} is unknown; use one of {names}")
 
     which, where = group(WHICH_CALL), group(WHERE_TO)
+    if "undo" in which and where:  # an undo puts each call back where it came from
+        if any(label.startswith("--") for _, label in where.values()):
+            problems.append("--undo moves each call back to the queue it came from: drop --queue-id / --queue-name")
+        where = {}
     values = {attr: value for attr, (value, _) in {**which, **where}.items()}
     priority, skills, language = routing_settings(args, problems)
     attributes = parse_attributes(args.attribute or [], problems)
     changes_routing = priority is not None or skills is not None or language is not None
     # --check needs neither: it probes what the chosen mode needs, or everything when none is chosen.
     if not which and not args.check:
-        problems.append("say which call to move: --user-id, --user-email or --conversation-id "
-                        "(or --from-queue for every call waiting in a queue)")
-    if not where and not args.check and not (changes_routing or attributes):
+        problems.append("say which call to move: --user-id, --user-email, --conversation-id or --caller (or, for "
+                        "many: --from-queue, --conversations-file, --undo)")
+    if not where and not args.check and not (changes_routing or attributes) and "undo" not in which:
         problems.append("say where to move it: --queue-id or --queue-name (or, to change calls where they wait: "
                         "--priority, --skill, --language or --attribute)")
     if not where and not args.check and ("user_id" in values or "user_email" in values) and (
@@ -416,6 +441,15 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                             "3fa85f64-5717-4562-b3fc-2c963f66afa6)")
     if "user_email" in values and "@" not in values["user_email"]:
         problems.append(f"{which['user_email'][1]} {values['user_email']!r} is not an email address")
+    caller = values.get("caller") and parse_caller(which["caller"][1], values["caller"], problems)
+    source = values.get("conversations_file") or values.get("undo")
+    conversation_ids = read_conversation_list(source, problems) if "conversations_file" in values else ()
+    undo = read_undo_records(source, problems) if "undo" in values else ()
+    waiting_over = None
+    if args.waiting_over is not None:
+        waiting_over = parse_duration(args.waiting_over, problems)
+        if "from_queue" not in values:
+            problems.append("--waiting-over goes with --from-queue")
 
     def seconds(flag: str, flag_value: str | None, name: str | None, default: float, minimum: float) -> float:
         label, text = (flag, flag_value) if flag_value is not None or name is None else (name, variable(name))
@@ -439,8 +473,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     if not 1 <= args.concurrency <= 16:
         problems.append("--concurrency must be from 1 to 16")
     from_queue = values.get("from_queue")
-    if not from_queue and (args.limit is not None or args.yes):
-        problems.append("--limit and --yes go with --from-queue")
+    if not (from_queue or source) and (args.limit is not None or args.yes):
+        problems.append("--limit and --yes go with --from-queue, --conversations-file or --undo")
 
     if problems:
         raise UsageError("; ".join(problems))
@@ -451,7 +485,97 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     from_queue=from_queue and (from_queue.lower() if is_uuid(from_queue) else from_queue), **lower,
                     limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run,
                     wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check,
-                    priority=priority, skills=skills, language=language, attributes=attributes)
+                    priority=priority, skills=skills, language=language, attributes=attributes, caller=caller,
+                    conversation_ids=conversation_ids, undo=undo, source=source, waiting_over=waiting_over)
+
+
+def parse_caller(label: str, text: str, problems: list[str]) -> str | None:
+    """The E.164 form of a number as people paste it (+1 (317) 555-1234, tel:+13175551234), or a problem.
+
+    Only a number written with its country code becomes E.164 without guessing: 0044..., (317)
+    555-1234 and the like are refused, as the region they were dialled from is unknown.
+    """
+    phonenumbers = import_dependency("phonenumbers")
+    try:
+        number = phonenumbers.parse(text.strip().removeprefix("tel:"), None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_possible_number(number):
+        problems.append(f"{label} {text!r} is not a phone number with its country code; give it as +<country code>"
+                        "<number>, e.g. +1 317 555 1234 or +44 20 7946 0958")
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def parse_duration(text: str, problems: list[str]) -> float | None:
+    """Seconds from 90, 90s, 15m or 1h."""
+    match = DURATION.fullmatch(text.strip().lower())
+    if not match:
+        problems.append(f"--waiting-over {text!r} must be a duration such as 90, 90s, 15m or 1h")
+        return None
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def read_lines(path: str, problems: list[str]) -> list[str] | None:
+    """The lines of a file, or of standard input for "-"; None (and a problem) when it cannot be read."""
+    try:
+        if path == "-":
+            return sys.stdin.read().splitlines()
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+        return None
+
+
+def read_conversation_list(path: str, problems: list[str]) -> tuple[str, ...]:
+    """--conversations-file: one conversation id a line, or a JSON record with conversationId; each once.
+
+    Blank lines and # comments are ignored. Every malformed line is a problem naming its number.
+    """
+    lines, ids, bad = read_lines(path, problems), [], []
+    for number, line in enumerate(lines or [], 1):
+        text = line.split("#", 1)[0].strip() if not line.lstrip().startswith("{") else line.strip()
+        if not text:
+            continue
+        try:
+            value = json.loads(text)["conversationId"] if text.startswith("{") else text
+        except (ValueError, KeyError, TypeError):
+            value = None
+        if isinstance(value, str) and is_uuid(value):
+            ids.append(value.lower())
+        else:
+            bad.append(f"line {number} ({line.strip()[:60]!r})")
+    where = "standard input" if path == "-" else path
+    if bad:
+        problems.append(f"{where}: {', '.join(bad[:5])}{' and more' if len(bad) > 5 else ''} "
+                        f"{'is' if len(bad) == 1 else 'are'} not a conversation id or a JSON record with one")
+    elif lines is not None and not ids:
+        problems.append(f"{where} lists no conversation ids")
+    return tuple(dict.fromkeys(ids))
+
+
+def read_undo_records(path: str, problems: list[str]) -> tuple[UndoRecord, ...]:
+    """--undo: the `transferred` records of an earlier run's --json output, the last one of each call."""
+    lines, records, bad = read_lines(path, problems), {}, []
+    for number, line in enumerate(lines or [], 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if record.get("status") == "transferred":
+                records[record["conversationId"]] = UndoRecord(record["conversationId"], record.get("fromQueueId"),
+                                                               record["queueId"], number)
+        except (ValueError, KeyError, AttributeError, TypeError):
+            bad.append(f"line {number}")
+    where = "standard input" if path == "-" else path
+    if bad:
+        problems.append(f"{where}: {', '.join(bad[:5])}{' and more' if len(bad) > 5 else ''} "
+                        f"{'is' if len(bad) == 1 else 'are'} not a JSON result record; --undo reads the --json output "
+                        "of an earlier run")
+    elif lines is not None and not records:
+        problems.append(f"{where} has no record of a transferred call: nothing to undo")
+    return tuple(records.values())
 
 
 def routing_settings(args: argparse.Namespace, problems: list[str]) -> tuple[int | None, tuple[str, ...] | None,
@@ -558,6 +682,32 @@ def transfer_landed(conversation: Any, participant_id: str, queue_id: str) -> bo
     return replaced_gone and in_target
 
 
+def waiting_leg(conversation: Any) -> Any | None:
+    """The live queue (acd) leg of a call waiting in a queue, with no agent on it; None otherwise."""
+    if pick_agent_participant(conversation):
+        return None
+    return next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+
+
+def where_is(conversation: Any) -> str:
+    """Where a live call is, in a few words: waiting in a queue, with an agent, or elsewhere (the IVR)."""
+    agent, leg = pick_agent_participant(conversation), waiting_leg(conversation)
+    if agent:
+        return f"with agent {agent.user_id}"
+    return f"waiting in queue {leg.queue_id}" if leg else "not in a queue"
+
+
+def caller_of(conversation: Any) -> str | None:
+    """The E.164 number the customer called from (tel:+13175551234 on the customer leg), or None (withheld)."""
+    for participant in conversation.participants or []:
+        if participant.purpose in ("customer", "external"):
+            for address in (participant.ani, participant.address):
+                number = (address or "").removeprefix("tel:")
+                if re.fullmatch(r"\+\d{6,15}", number):
+                    return number
+    return None
+
+
 def describe_participants(conversation: Any) -> str:
     """A short account of who is on the call, for messages about what verification saw."""
     parts = []
@@ -639,14 +789,11 @@ def transfer_body(queue_id: str) -> dict[str, str]:
 class Plan:
     """What the run does to each call, with every name resolved: where it goes, how it routes, what data it carries."""
 
-    queue_id: str | None = None      # None: the calls stay where they wait (a change in place)
+    queue_id: str | None = None      # the target queue; None: in place, or each call's own (--undo)
     queue_name: str | None = None
+    in_place: bool = False           # the calls stay where they wait; only their routing or data change
     routing: Mapping[str, Any] = dataclasses.field(default_factory=dict)     # RoutingConversationAttributesRequest
     attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # participant data for the customer
-
-    @property
-    def in_place(self) -> bool:
-        return self.queue_id is None
 
     @property
     def changes(self) -> bool:
@@ -710,7 +857,8 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
         return json.dumps(result, sort_keys=True)
     status, reason = result["status"], result.get("reason")
     place = "in queue" if result["queueId"] == result["fromQueueId"] else "to queue"  # in place: where it waits
-    subject = f"{result['conversationId']} participant {result['participantId']} {place} {result['queueId']}"
+    subject = " ".join([result["conversationId"], *([f"participant {result['participantId']}"] * bool(
+        result["participantId"])), *([f"{place} {result['queueId']}"] * bool(result["queueId"]))])
     notes = []
     if status == "transferred" and not reason:
         notes.append("verified" if result["verified"] else "not verified")
@@ -791,6 +939,7 @@ class Report:
         self.verified = 0
         self.total = 0
         self.requests_before = 0  # requests sent before the calls were (lookups, listing)
+        self.bar: Any = None      # the live progress line on a terminal (tqdm)
         self.broken = False
         self.started = time.monotonic()
         self._logged = 0.0
@@ -820,9 +969,32 @@ class Report:
         with self._lock:
             self.counts[call.status] += 1
             self.verified += call.verified
-            if self.total > 1 and time.monotonic() - max(self._logged, self.started) >= PROGRESS_EVERY:
+            if self.bar is not None:
+                self.bar.set_postfix_str(self.status(), refresh=False)
+                self.bar.update(1)
+            elif self.total > 1 and time.monotonic() - max(self._logged, self.started) >= PROGRESS_EVERY:
                 self._logged = time.monotonic()
                 log.info("%s", self.progress())
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[None]:
+        """While calls are sent: on a terminal, one live progress line (tqdm) instead of log lines every 2 s."""
+        stderr = sys.stderr
+        if self.total <= 1 or stderr is None or not stderr.isatty():
+            yield
+            return
+        tqdm = import_dependency("tqdm")
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with tqdm.tqdm(total=self.total, initial=sum(self.counts.values()), unit="call", file=stderr,
+                       bar_format="{n}/{total} calls {bar} {postfix}", dynamic_ncols=True) as bar, \
+                logging_redirect_tqdm(loggers=[log]):  # log lines print above the live line, not through it
+            self.bar = bar
+            try:
+                yield
+            finally:
+                with self._lock:
+                    self.bar = None
 
     def tally(self) -> str:
         """What became of the calls so far: moved (or updated in place), skipped, failed, not sent."""
@@ -834,18 +1006,25 @@ class Report:
                           f"not sent {counts['not-sent']}"])
 
     def progress(self) -> str:
+        """The log line of a bulk run's progress: how many calls of how many, and status()."""
+        return f"{sum(self.counts.values())}/{self.total}: {self.status()}"
+
+    def status(self) -> str:
         """The tally so far, calls a minute, and the time left, which the request rate limit may bound."""
-        done = sum(self.counts.values())
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        line = f"{done}/{self.total}: {self.tally()}; {done / elapsed * 60:.0f} calls/min"
+        return f"{self.tally()}; {sum(self.counts.values()) / elapsed * 60:.0f} calls/min{self.time_left()}"
+
+    def time_left(self) -> str:
+        """"; about 40s left", from the pace so far and, when it binds, the request rate limit; "" at the ends."""
+        done = sum(self.counts.values())
         if not done or done >= self.total:
-            return line
-        left = (self.total - done) * elapsed / done
+            return ""
+        left = (self.total - done) * max(time.monotonic() - self.started, 1e-6) / done
         transport = self.transport
         if transport and transport.allowed:  # at most `allowed` requests a minute, at the cost per call so far
             per_call = max(1.0, (transport.requests_sent - self.requests_before) / done)
             left = max(left, (self.total - done) * per_call * RATE_WINDOW / transport.allowed)
-        return f"{line}; about {left:.0f}s left"
+        return f"; about {left:.0f}s left"
 
     def summary(self) -> None:
         """The closing line of a bulk run, on stderr even when stdout is closed."""
@@ -1342,8 +1521,8 @@ def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
     """
     for attempt in range(ANALYTICS_RETRIES + 1):
         query = details_query({"userId": user_id}, dt.datetime.now(dt.timezone.utc), order="desc")
-        found = api(api_client, "querying analytics for the agent's calls", "post_analytics_conversations_details_query",
-                     body=query)
+        found = api(api_client, "querying analytics for the agent's calls",
+                    "post_analytics_conversations_details_query", body=query)
         candidates = [c.conversation_id for c in found.conversations or [] if c.conversation_end is None]
         live = []
         for conversation_id in candidates:
@@ -1368,19 +1547,56 @@ def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
     raise NoLiveCall(f"user {user_id} has no connected voice call; check the agent, or use --conversation-id")
 
 
-def find_call(api_client: Any, settings: Settings) -> tuple[Any, Any]:
-    """(conversation, participant to replace) for the call the settings name."""
-    if settings.conversation_id:
-        conversation = get_conversation(api_client, settings.conversation_id)
-        if conversation_ended(conversation):
-            raise NoLiveCall(f"conversation {conversation.id} has ended; nothing to transfer")
-        participant = pick_participant_to_replace(conversation)
-        if participant is None:
-            raise NoLiveCall(f"conversation {conversation.id} has no agent on the call and is not waiting "
-                             f"in a queue ({describe_participants(conversation)})")
-        return conversation, participant
-    user_id = settings.user_id or find_user_by_email(api_client, settings.user_email)
-    return find_agent_call(api_client, user_id)
+def caller_forms(e164: str) -> tuple[str, ...]:
+    """How the details query asks for a caller's calls: Genesys stores tel:+E164 on customer, ivr and acd
+    sessions; which forms its ani `matches` accepts is unverified, so every likely one is asked for."""
+    return f"tel:{e164}", e164, e164[1:]
+
+
+def find_caller_call(api_client: Any, caller: str) -> Any:
+    """The one live conversation whose customer called from `caller` (E.164).
+
+    Analytics lists candidates by the segment dimension ani, asked in every form of caller_forms
+    (which ones `matches` accepts is unverified); the live conversation's customer leg decides.
+    Two live calls from the number are refused, listed: never guess between two customers' calls.
+    """
+    for attempt in range(ANALYTICS_RETRIES + 1):
+        query = details_query({}, dt.datetime.now(dt.timezone.utc), order="desc")
+        query["segmentFilters"].append({"type": "or", "predicates": [
+            {"type": "dimension", "dimension": "ani", "operator": "matches", "value": form} for form in
+            caller_forms(caller)]})
+        found = api(api_client, f"querying analytics for the calls from {caller}",
+                    "post_analytics_conversations_details_query", body=query)
+        live = []
+        for candidate in found.conversations or []:
+            try:
+                conversation = get_conversation(api_client, candidate.conversation_id)
+            except NoLiveCall:
+                continue  # analytics knew it, the conversation service no longer does
+            if not conversation_ended(conversation) and caller_of(conversation) == caller:
+                live.append(conversation)
+        if len(live) > 1:
+            listed = "; ".join(f"{c.id} ({where_is(c)}, since {iso(c.start_time) if c.start_time else '?'})"
+                               for c in live)
+            raise UsageError(f"{len(live)} live calls are from {caller}: {listed}; name the one to act on with "
+                             "--conversation-id")
+        if live:
+            return live[0]
+        if attempt < ANALYTICS_RETRIES:
+            log.info("no live call from %s found yet; asking analytics again in %.1fs", caller, ANALYTICS_RETRY_DELAY)
+            time.sleep(ANALYTICS_RETRY_DELAY)
+    raise NoLiveCall(f"no live voice call from {caller}; check the number (a withheld one cannot be found), or use "
+                     "--conversation-id")
+
+
+def find_call(api_client: Any, settings: Settings, plan: Plan) -> Call:
+    """The one call the settings name (by agent, conversation or caller), as the plan acts on it."""
+    if settings.user_id or settings.user_email:
+        user_id = settings.user_id or find_user_by_email(api_client, settings.user_email)
+        return call_in(*find_agent_call(api_client, user_id), plan)
+    if settings.caller:
+        return call_in(find_caller_call(api_client, settings.caller), None, plan)
+    return call_in(get_conversation(api_client, settings.conversation_id), None, plan)
 
 
 def transfer_to_queue(api_client: Any, conversation_id: str, participant_id: str, queue_id: str) -> None:
@@ -1523,46 +1739,47 @@ def make_plan(api_client: Any, settings: Settings) -> Plan:
             return None
 
     target: tuple[str | None, str | None] = (None, None)
-    if not settings.in_place:
+    if settings.queue_id or settings.queue_name:
         target = resolved(lambda: queue_to_use(api_client, settings.queue_id, settings.queue_name,
                                                settings.dry_run or settings.check or not settings.single)) or target
     routing: dict[str, Any] = {}
     if settings.priority is not None:
         routing["priority"] = settings.priority
     if settings.skills is not None:
-        ids = [resolved(functools.partial(resolve_routing_entity, api_client, "skill", name)) for name in settings.skills]
+        ids = [resolved(functools.partial(resolve_routing_entity, api_client, "skill", name))
+               for name in settings.skills]
         routing["skillIds"] = list(dict.fromkeys(ids))  # a skill named twice (by name and id) counts once
     if settings.language is not None:
         routing["languageId"] = settings.language and resolved(
             lambda: resolve_routing_entity(api_client, "language", settings.language))
     if problems:
         raise UsageError("; ".join(problems))
-    return Plan(*target, routing=routing, attributes=dict(settings.attributes))
+    return Plan(*target, in_place=settings.in_place, routing=routing, attributes=dict(settings.attributes))
 
 
 def select_calls(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
-    """The calls to act on: the one the settings name, or every voice call waiting in --from-queue.
+    """The calls to act on, from the selector the settings name: one call, a queue, a list, or an earlier run's moves.
 
-    Calls that need nothing (already waiting in the target queue with nothing else asked, or with
-    an agent already) come back decided, as `skipped` with the reason.
+    Calls that need nothing (already where asked with nothing else to set, with an agent already,
+    ended, or, for an undo, moved on since) come back decided, as `skipped` with the reason.
     """
-    if not settings.single:
+    if settings.from_queue:
         calls = list_source_queue(api_client, settings, plan)
-    elif plan.in_place:
-        calls = [find_waiting_call(api_client, settings.conversation_id, plan)]
+    elif settings.conversation_ids:
+        calls = list_named_calls(api_client, settings, plan)
+    elif settings.undo:
+        calls = list_moves_to_undo(api_client, settings, plan)
     else:
-        conversation, participant = find_call(api_client, settings)
-        calls = [Call(conversation.id, participant.id, participant.purpose, participant.user_id,
-                      participant.queue_id, plan.queue_id, plan.queue_name, customer_id=customer_leg(conversation),
-                      plan=plan)]
+        calls = [find_call(api_client, settings, plan)]
     for call in calls:
-        if call.status is None and call.move and call.purpose == "acd" and call.from_queue_id == plan.queue_id:
-            where = plan.queue_name or plan.queue_id
+        if call.status is None and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
+            where = call.queue_name or call.queue_id
             if plan.changes:  # a rerun of a move with routing: the move is done, the rest is set again in place
                 call.move, call.reason = False, f"already waiting in queue {where}"
             else:
                 call.finish("skipped", f"already waiting in queue {where}; nothing to do")
-    return calls
+    chosen = [call for call in calls if call.status is None][:settings.limit]
+    return [call for call in calls if call.status or call in chosen]
 
 
 def customer_leg(conversation: Any) -> str | None:
@@ -1571,38 +1788,102 @@ def customer_leg(conversation: Any) -> str | None:
     return next((p.id for p in legs if is_live(p)), legs[0].id if legs else None)
 
 
-def find_waiting_call(api_client: Any, conversation_id: str, plan: Plan) -> Call:
-    """The call to change in place: it must be waiting in a queue, not with an agent, in the IVR or ended."""
-    conversation = get_conversation(api_client, conversation_id)
-    leg = next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
-    if conversation_ended(conversation) or leg is None or pick_agent_participant(conversation):
-        raise NoLiveCall(f"conversation {conversation_id} is not waiting in a queue ("
-                         f"{describe_participants(conversation)}); nothing was changed")
-    return Call(conversation.id, leg.id, leg.purpose, None, leg.queue_id, leg.queue_id, None,
-                customer_id=customer_leg(conversation), move=False, plan=plan)
+def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
+    """The call to act on in a live conversation: `leg`, else the agent or queue leg to move; in place, its queue leg.
+
+    Raises NoLiveCall when there is none: the call ended, or (in place) it waits in no queue.
+    """
+    if conversation_ended(conversation):
+        raise NoLiveCall(f"conversation {conversation.id} has ended; nothing to do")
+    if plan.in_place:
+        leg = waiting_leg(conversation)
+        if leg is None:
+            raise NoLiveCall(f"conversation {conversation.id} is not waiting in a queue ("
+                             f"{describe_participants(conversation)}); nothing was changed")
+    leg = leg or pick_participant_to_replace(conversation)
+    if leg is None:
+        raise NoLiveCall(f"conversation {conversation.id} has no agent on the call and is not waiting in a queue "
+                         f"({describe_participants(conversation)})")
+    target = (leg.queue_id, None) if plan.in_place else (plan.queue_id, plan.queue_name)
+    return Call(conversation.id, leg.id, leg.purpose, leg.user_id, leg.queue_id, *target,
+                customer_id=customer_leg(conversation), move=not plan.in_place, plan=plan)
+
+
+def read_conversations(api_client: Any, ids: list[str], concurrency: int) -> list[Any]:
+    """Each conversation read live, `concurrency` at a time: a Conversation, or the NoLiveCall saying it is gone."""
+    import concurrent.futures
+
+    def read(conversation_id: str) -> Any:
+        try:
+            return get_conversation(api_client, conversation_id)
+        except NoLiveCall as exc:
+            return exc
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return list(pool.map(read, ids))
+
+
+def list_named_calls(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
+    """The calls --conversations-file lists, each read live; those ended, gone or (in place) not waiting are skipped."""
+    calls = []
+    for conversation_id, conversation in zip(settings.conversation_ids, read_conversations(
+            api_client, list(settings.conversation_ids), settings.concurrency), strict=True):
+        try:
+            if isinstance(conversation, NoLiveCall):
+                raise NoLiveCall(f"conversation {conversation_id} is gone; the call ended")
+            calls.append(call_in(conversation, None, plan))
+        except NoLiveCall as exc:
+            calls.append(Call(conversation_id, None, queue_id=plan.queue_id, queue_name=plan.queue_name, plan=plan,
+                              move=not plan.in_place, status="skipped", reason=str(exc)))
+    return calls
+
+
+def list_moves_to_undo(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
+    """--undo: each call an earlier run moved goes back where it came from, if it still waits where it was moved."""
+    calls = []
+    for record, conversation in zip(settings.undo, read_conversations(
+            api_client, [r.conversation_id for r in settings.undo], settings.concurrency), strict=True):
+        leg = None if isinstance(conversation, NoLiveCall) else waiting_leg(conversation)
+        call = Call(record.conversation_id, leg and leg.id, "acd", None, record.queue_id, record.from_queue_id,
+                    customer_id=None if leg is None else customer_leg(conversation), plan=plan)
+        if isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
+            call.finish("skipped", "the call has ended since it was moved")
+        elif record.from_queue_id is None:
+            call.finish("skipped", f"its record (line {record.line}) has no fromQueueId: where it came from is unknown")
+        elif leg is None:
+            call.finish("skipped", f"no longer waiting in queue {record.queue_id}: {where_is(conversation)} now")
+        elif leg.queue_id == record.from_queue_id:
+            call.finish("skipped", f"already back in queue {record.from_queue_id}; nothing to do")
+        elif leg.queue_id != record.queue_id:
+            call.finish("skipped", f"moved elsewhere since: it waits in queue {leg.queue_id} now")
+        calls.append(call)
+    return calls
 
 
 def list_source_queue(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
-    """Every voice call analytics shows waiting in --from-queue, oldest first, at most --limit of them."""
+    """Every voice call analytics shows waiting in --from-queue (longer than --waiting-over), oldest first."""
     source_is_id = is_uuid(settings.from_queue)
     source_id, source_name = queue_to_use(api_client, settings.from_queue if source_is_id else None,
                                           None if source_is_id else settings.from_queue, settings.dry_run)
     if source_id == plan.queue_id:
         raise UsageError(f"--from-queue and the target are the same queue ({source_name or source_id}); "
                          "choose another target")
-    listed = list_waiting_calls(api_client, source_id)
+    now = dt.datetime.now(dt.timezone.utc)
+    listed = sorted(list_waiting_calls(api_client, source_id), key=lambda w: w.waiting_since or now)
+    if settings.waiting_over is not None:
+        listed = [w for w in listed if w.answered or (w.waiting_since and (now - w.waiting_since).total_seconds()
+                                                      > settings.waiting_over)]
     target_id, target_name = (source_id, source_name) if plan.in_place else (plan.queue_id, plan.queue_name)
     calls = [Call(w.conversation_id, w.participant_id, "acd", None, source_id, target_id, target_name, w.waiting_since,
                   customer_id=w.customer_id, move=not plan.in_place, plan=plan,
                   status="skipped" if w.answered else None, reason="already with an agent" if w.answered else None)
              for w in listed]
-    waiting_now = [call for call in calls if call.status is None]
-    if not waiting_now:
+    if not any(call.status is None for call in calls):
         if source_name is None:  # not looked up: is it empty, or not a queue at all?
             source_name = resolve_queue(api_client, source_id, None)[1]
-        raise NoLiveCall(f"no voice calls are waiting in queue {source_name} ({source_id})")
-    chosen = waiting_now[:settings.limit]
-    return [call for call in calls if call.status or call in chosen]
+        waiting = "are waiting" if settings.waiting_over is None else f"have waited over {settings.waiting_over:g}s"
+        raise NoLiveCall(f"no voice calls {waiting} in queue {source_name} ({source_id})")
+    return calls
 
 
 def plan_requests(call: Call) -> list[str]:
@@ -1623,13 +1904,24 @@ def plan_requests(call: Call) -> list[str]:
     return requests
 
 
-def confirm_bulk(count: int, source: str, target: str | None, settings: Settings, stdin: Any = None) -> None:
-    """Ask before acting on more than CONFIRM_ABOVE calls: on a terminal, or by --yes when there is none."""
+def bulk_words(settings: Settings, plan: Plan, count: int) -> tuple[str, str]:
+    """How a bulk run speaks of what it does: ("move", "12 calls from Support to Overflow"), ("change", ...)."""
+    calls = plural(count, "call")
+    source = {"from_queue": f"waiting in {settings.from_queue}" if plan.in_place else f"from {settings.from_queue}",
+              "list": f"listed in {'standard input' if settings.source == '-' else settings.source}"}
+    where = source["from_queue"] if settings.from_queue else source["list"]
+    if settings.undo:
+        return "move", f"{calls} back to the queues they came from"
+    if plan.in_place:
+        return "change", f"{calls} {where}"
+    return "move", f"{calls} {where} to {plan.queue_name or plan.queue_id}"
+
+
+def confirm_bulk(count: int, what: str, settings: Settings, stdin: Any = None) -> None:
+    """Ask before acting on more than CONFIRM_ABOVE calls (`what`: "move 12 calls from ... to ..."), or want --yes."""
     stdin = stdin or sys.stdin
     if count <= CONFIRM_ABOVE or settings.yes or settings.dry_run:
         return
-    what = f"move {plural(count, 'call')} from {source} to {target}" if target else \
-        f"change {plural(count, 'call')} waiting in {source}"
     if not stdin.isatty():
         raise UsageError(f"this would {what}; pass --yes to confirm when not running on a terminal")
     sys.stderr.write(f"{what[0].upper()}{what[1:]}? [y/N] ")
@@ -1724,8 +2016,8 @@ def change_routing(api_client: Any, call: Call, confirm_live: bool) -> None:
     if call.move:  # it did move: say so, and what did not change (exit 5 for one call)
         call.error = RoutingNotChanged(
             f"conversation {call.conversation_id} moved to queue {call.queue_name or call.queue_id}"
-            f"{' and was verified there' if call.verified else ''}, but its {' and '.join(ROUTING_FIELDS[k] for k in routing)} "
-            f"did not change: {error}", cause=error)
+            f"{' and was verified there' if call.verified else ''}, but its "
+            f"{' and '.join(ROUTING_FIELDS[key] for key in routing)} did not change: {error}", cause=error)
     else:
         call.finish("failed", str(error), error)
 
@@ -1934,7 +2226,7 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
         if call.status:
             report.call(call)
     todo = [call for call in calls if call.status is None]
-    target = plan.queue_name or plan.queue_id
+    verb, what = bulk_words(settings, plan, len(todo))
     if settings.dry_run:
         requests = 0
         for call in todo:
@@ -1943,24 +2235,22 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
             call.finish("dry-run")
             report.call(call)
         if not settings.single:
-            what = f"move from {settings.from_queue} to {target}" if target else "change in place"
-            log.info("dry run: %s would %s with %s; nothing was sent", plural(len(todo), "call"), what,
-                     plural(requests, "request"))
+            log.info("dry run: would %s %s with %s; nothing was sent", verb, what, plural(requests, "request"))
         return ExitCode.OK
     if todo and not settings.single:
-        confirm_bulk(len(todo), settings.from_queue, target, settings)
-        log.info("%s %s %s, %d at a time", "moving" if target else "changing", plural(len(todo), "call"),
-                 f"from {settings.from_queue} to {target}" if target else f"waiting in {settings.from_queue}",
-                 min(settings.concurrency, len(todo)))
+        confirm_bulk(len(todo), f"{verb} {what}", settings)
+        log.info("%s %s, %d at a time", verb[:-1] + "ing", what, min(settings.concurrency, len(todo)))
     elif todo:
         call = todo[0]
         log.info("%s conversation %s participant %s (%s)%s", "transferring" if call.move else "changing",
-                 call.conversation_id, call.participant_id, call.purpose, f" to queue {target}" if call.move else "")
+                 call.conversation_id, call.participant_id, call.purpose,
+                 f" to queue {call.queue_name or call.queue_id}" if call.move else "")
     report.requests_before = transport_of(api_client).requests_sent
     try:
         stop.preparing = False  # from here a signal lets the requests in flight finish
         if todo and not stop.is_set():
-            send_calls(api_client, todo, settings, stop, report)
+            with report.sending():
+                send_calls(api_client, todo, settings, stop, report)
     finally:
         for call in todo:
             if call.status is None:
@@ -2085,6 +2375,9 @@ examples:
   python transfer_call.py --from-queue Support --queue-name Overflow --priority 100 --no-skills \\
       --attribute transferReason="Support outage" --yes
   python transfer_call.py --conversation-id 1d6f... --priority 50
+  python transfer_call.py --caller "+1 (317) 555-1234" --queue-name Overflow
+  python transfer_call.py --from-queue Support --waiting-over 10m --priority 100 --yes
+  python transfer_call.py --undo moved.jsonl --yes
 
 environment variables (a flag replaces every variable of its group, "which call" or "where to";
 the environment replaces the .env file the same way):
@@ -2095,8 +2388,14 @@ the environment replaces the .env file the same way):
     which.add_argument("--user-id", help="agent whose connected call is moved")
     which.add_argument("--user-email", help="agent, found by email (ignoring case)")
     which.add_argument("--conversation-id", help="conversation to move (agent-connected or waiting in a queue)")
+    which.add_argument("--caller", metavar="NUMBER", help="the live call from this number, with its country code "
+                       "(+1 317 555 1234)")
     which.add_argument("--from-queue", metavar="ID_OR_NAME",
                        help="every voice call waiting in this queue (bulk move)")
+    which.add_argument("--conversations-file", metavar="PATH", help="the calls listed in PATH (- for standard input): "
+                       "a conversation id, or an earlier run's --json record, a line")
+    which.add_argument("--undo", metavar="RESULTS", help="put back the calls an earlier run's --json records (PATH, or "
+                       "- for standard input) say it transferred")
     target = parser.add_argument_group("where to")
     target.add_argument("--queue-id", help="target queue id")
     target.add_argument("--queue-name", help="target queue, by name ignoring case (must be unique)")
@@ -2112,7 +2411,9 @@ the environment replaces the .env file the same way):
     routing.add_argument("--attribute", action="append", metavar="KEY=VALUE",
                          help="participant data on the customer, repeatable (written before the move)")
     parser.add_argument("--dry-run", action="store_true", help="find everything and print the requests; change nothing")
-    bulk = parser.add_argument_group("bulk moves (--from-queue)")
+    bulk = parser.add_argument_group("bulk moves (--from-queue, --conversations-file, --undo)")
+    bulk.add_argument("--waiting-over", metavar="DURATION", help="with --from-queue: only the calls waiting longer "
+                      "than this (90, 90s, 15m, 1h)")
     bulk.add_argument("--limit", type=int, metavar="N", help="act on at most N calls, oldest first")
     bulk.add_argument("--yes", action="store_true", help=f"confirm acting on more than {CONFIRM_ABOVE} calls "
                       "without a terminal prompt")

@@ -871,7 +871,10 @@ def demo(port: int) -> None:
         {"caller": "+15550102", "skill_ids": [skills["Billing Escalations"]]},
         {"caller": "+15550103", "language_id": languages["English"]},
         *({"caller": f"+155501{n:02d}"} for n in range(4, 11))]
-    waiting = [scenario.waiting_call, *(org.add_waiting_call(scenario.support, **need) for need in needs)]
+    # They have waited 2 to 22 minutes, oldest first, so that --waiting-over has something to choose from.
+    now = dt.datetime.now(dt.timezone.utc)
+    waiting = [scenario.waiting_call, *(org.add_waiting_call(scenario.support, **need, started=(
+        now - dt.timedelta(minutes=22 - 2 * n)).isoformat()) for n, need in enumerate(needs))]
     names = {entity["id"]: entity["name"] for entity in (*org.skills.values(), *org.languages.values())}
     skill_list = ", ".join(f"{skill['name']} {skill['id']} ({skill['state']})" for skill in org.skills.values())
     with serve(org, port) as base_url:

@@ -68,12 +68,18 @@ ENDPOINTS = {  # (method, path pattern) a single transfer by --user-id / --queue
     "queue lookup": ("GET", r"^/api/v2/routing/queues$"),
     "transfer": ("POST", r"/replace/queue$"),
 }
+CHANGES = {  # the PATCHes of a move with routing flags and participant data
+    "routing change": ("PATCH", r"^/api/v2/routing/conversations/[^/]+$"),
+    "participant data": ("PATCH", r"/participants/[^/]+/attributes$"),
+}
+ROUTED = ["--user-id", "{agent}", "--queue-name", "Billing Overflow", "--priority", "7", "--attribute",
+          "transferReason=drill"]
 BY_AGENT = ["--user-id", "{agent}", "--queue-name", "Billing Overflow"]
 WAITING = ["--conversation-id", "{waiting}", "--queue-id", "{billing}"]
 
 
 def fault(endpoint: str, status: int = 503, **options: Any) -> Callable[[Scenario], None]:
-    method, path = ENDPOINTS[endpoint]
+    method, path = {**ENDPOINTS, **CHANGES}[endpoint]
     return lambda ids: ids.org.inject(method, path, status, **options)
 
 
@@ -84,6 +90,12 @@ def when(endpoint: str, action: Callable[[Scenario], None]) -> Callable[[Scenari
 
 def moved_once(ids: Scenario) -> bool:
     return ids.org.queue_of(ids.agent_call) == ids.billing and len(ids.org.transfers) == 1
+
+
+def moved_and_routed(ids: Scenario) -> bool:
+    routing = ids.org.routing_of(ids.agent_call) or {}
+    return moved_once(ids) and routing.get("priority") == 7 and ids.org.attributes_of(ids.agent_call) == {
+        "transferReason": "drill"}
 
 
 def nothing_sent(ids: Scenario) -> bool:
@@ -234,6 +246,13 @@ CASES: list[Case] = [
     Case("--check with a permission missing", ["--check"], 3, "lacks analytics:conversationDetail:view",
          lambda ids: ids.org.permissions.discard("analytics:conversationDetail:view"), transfers=0),
     Case("--check with the platform unreachable", ["--check"], 6, "network error", host="closed"),
+    # --- routing and participant data: PATCHes set values, so they are retried like reads
+    *[Case(f"{status} once on the {change}", ROUTED, 0, "routing applied", fault(change, status),
+           state=moved_and_routed) for change in CHANGES for status in (500, 503)],
+    Case("routing change refused after the move", ROUTED, 5, "did not change",
+         lambda ids: ids.org.permissions.discard("routing:conversation:edit"), state=moved_once),
+    Case("two live calls from the caller's number", ["--caller", "+1 555 0100", "--queue-id", "{billing}"], 2,
+         "2 live calls are from +15550100", transfers=0),
 ]
 
 

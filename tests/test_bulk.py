@@ -128,10 +128,10 @@ class Terminal(io.StringIO):
 def test_on_a_terminal_more_than_ten_calls_are_confirmed_by_a_prompt(answer: str, moves: bool, capsys) -> None:
     settings = transfer_call.Settings(client_id="i", client_secret="s", base_url="http://127.0.0.1")
     if moves:
-        transfer_call.confirm_bulk(11, "Support", "Overflow", settings, stdin=Terminal(answer))
+        transfer_call.confirm_bulk(11, "move 11 calls from Support to Overflow", settings, stdin=Terminal(answer))
     else:
         with pytest.raises(transfer_call.UsageError, match="not confirmed; nothing was changed"):
-            transfer_call.confirm_bulk(11, "Support", "Overflow", settings, stdin=Terminal(answer))
+            transfer_call.confirm_bulk(11, "move 11 calls from Support to Overflow", settings, stdin=Terminal(answer))
     assert "Move 11 calls from Support to Overflow? [y/N]" in capsys.readouterr().err
 
 

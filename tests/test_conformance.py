@@ -88,6 +88,8 @@ def traffic(scenario: Scenario, run_inprocess) -> Scenario:
                          "English", "--attribute", "transferReason=conformance").code == 0
     assert run_inprocess(org, "--conversation-id", routed, "--language", scenario.languages["Spanish"],
                          "--no-skills").code == 0
+    org.add_waiting_call(scenario.support, caller="+13175551234")
+    assert run_inprocess(org, "--caller", "+1 (317) 555-1234", "--queue-id", scenario.billing).code == 0
     return scenario
 
 

@@ -306,9 +306,10 @@ def test_failure_table(scenario: Scenario, run_inprocess, name, change, argv, co
         assert org.requests == []
 
 
-REFUSED_BEFORE_SENDING = {"malformed attribute", "attribute given twice", "attribute too long", "priority out of range",
-                          "priority not a whole number", "--wait 0 with a routing flag on a move", "skill and no-skills",
-                          "an agent's call, in place", "neither a target nor a change"}
+REFUSED_BEFORE_SENDING = {"malformed attribute", "attribute given twice", "attribute too long",
+                          "priority out of range", "priority not a whole number",
+                          "--wait 0 with a routing flag on a move", "skill and no-skills", "an agent's call, in place",
+                          "neither a target nor a change"}
 
 
 def test_a_routing_change_the_call_does_not_show_is_not_taken_for_done(scenario: Scenario, run_inprocess) -> None:
