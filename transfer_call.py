@@ -95,9 +95,11 @@ OPERATIONS = {
     "get_routing_language": ("GET", "/api/v2/routing/languages/{languageId}", "Language"),
     "get_routing_languages": ("GET", "/api/v2/routing/languages", "LanguageEntityListing"),
 }
-# Skills and languages by id, and by name: (kind, read one, its id's path parameter, list).
-ROUTING_ENTITIES = {"skill": ("get_routing_skill", "skillId", "get_routing_skills"),
-                    "language": ("get_routing_language", "languageId", "get_routing_languages")}
+# What a command can name, by id or by name: kind -> (read one, its id's path parameter, list by
+# name, whether only active ones count: a call cannot be routed on an inactive skill or language).
+NAMED = {"queue": ("get_routing_queue", "queueId", "get_routing_queues", False),
+         "skill": ("get_routing_skill", "skillId", "get_routing_skills", True),
+         "language": ("get_routing_language", "languageId", "get_routing_languages", True)}
 ROUTING_FIELDS = {"priority": "priority", "skillIds": "skills", "languageId": "language"}  # body key -> words
 PRIORITY_LIMIT = 25_000_000   # RoutingConversationAttributesRequest.priority: -25,000,000 to 25,000,000
 ATTRIBUTE_LIMIT = 256         # characters of a participant data value (Architect's cap)
@@ -422,16 +424,19 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     values = {attr: value for attr, (value, _) in {**which, **where}.items()}
     priority, skills, language = routing_settings(args, problems)
     attributes = parse_attributes(args.attribute or [], problems)
-    changes_routing = priority is not None or skills is not None or language is not None
+    # What was asked, even when malformed (already a problem): not also "say where to move it".
+    changes_routing = args.priority is not None or args.skill or args.no_skills or args.language is not None \
+        or args.no_language
+    attributes_asked = bool(args.attribute)
     # --check needs neither: it probes what the chosen mode needs, or everything when none is chosen.
     if not which and not args.check:
         problems.append("say which call to move: --user-id, --user-email, --conversation-id or --caller (or, for "
                         "many: --from-queue, --conversations-file, --undo)")
-    if not where and not args.check and not (changes_routing or attributes) and "undo" not in which:
+    if not where and not args.check and not (changes_routing or attributes_asked) and "undo" not in which:
         problems.append("say where to move it: --queue-id or --queue-name (or, to change calls where they wait: "
                         "--priority, --skill, --language or --attribute)")
     if not where and not args.check and ("user_id" in values or "user_email" in values) and (
-            changes_routing or attributes):
+            changes_routing or attributes_asked):
         problems.append("without a target queue, --priority, --skill, --language and --attribute change calls "
                         "waiting in a queue, not an agent's call: give --conversation-id or --from-queue")
     for attr in ("user_id", "conversation_id", "queue_id"):
@@ -521,15 +526,18 @@ def read_lines(path: str, problems: list[str]) -> list[str] | None:
     try:
         if path == "-":
             return sys.stdin.read().splitlines()
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # -sig: a byte-order mark from a spreadsheet export
             return handle.read().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
         return None
 
 
+RESULT_LINE = re.compile(r"(?:transferred|updated|skipped|failed|not-sent|dry-run) (\S+)( .*)?")  # format_result
+
+
 def read_conversation_list(path: str, problems: list[str]) -> tuple[str, ...]:
-    """--conversations-file: one conversation id a line, or a JSON record with conversationId; each once.
+    """--conversations-file: a line a call, by conversation id, JSON record or result line (text); each once.
 
     Blank lines and # comments are ignored. Every malformed line is a problem naming its number.
     """
@@ -542,6 +550,8 @@ def read_conversation_list(path: str, problems: list[str]) -> tuple[str, ...]:
             value = json.loads(text)["conversationId"] if text.startswith("{") else text
         except (ValueError, KeyError, TypeError):
             value = None
+        if isinstance(value, str) and (result := RESULT_LINE.fullmatch(value)):
+            value = result.group(1)
         if isinstance(value, str) and is_uuid(value):
             ids.append(value.lower())
         else:
@@ -834,8 +844,6 @@ class Call:
 
     def finish(self, status: str, reason: str | None = None, error: TransferCallError | None = None) -> None:
         self.status, self.reason, self.error = status, reason or self.reason, error
-        if self.started is not None:
-            self.elapsed_ms = round((time.monotonic() - self.started) * 1000)
 
     def record(self) -> dict[str, Any]:
         """The call's result line as --json prints it (Report adds the timestamp)."""
@@ -940,6 +948,7 @@ class Report:
         self.total = 0
         self.requests_before = 0  # requests sent before the calls were (lookups, listing)
         self.bar: Any = None      # the live progress line on a terminal (tqdm)
+        self.routing_failed = 0
         self.broken = False
         self.started = time.monotonic()
         self._logged = 0.0
@@ -952,7 +961,10 @@ class Report:
             if self.broken:
                 return
             try:
-                stream.write(text + "\n")
+                if self.bar is not None and stream.isatty():  # above the live line, which is then redrawn
+                    self.bar.write(text, file=stream)
+                else:
+                    stream.write(text + "\n")
                 stream.flush()
             # A reader gone (EPIPE), a full disk (ENOSPC), a terminal gone (EIO), a closed descriptor
             # (sys.stdout is None) or stream (ValueError): the calls go on whatever happens to stdout.
@@ -964,15 +976,23 @@ class Report:
 
     def call(self, call: Call) -> None:
         """Report one call whose outcome is final."""
+        if call.started is not None:  # from its first request to its final outcome, in every mode
+            call.elapsed_ms = round((time.monotonic() - call.started) * 1000)
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         self.line(format_result({**call.record(), "timestamp": now}, self.as_json))
         with self._lock:
             self.counts[call.status] += 1
             self.verified += call.verified
+            self.routing_failed += call.routing == "failed"
             if self.bar is not None:
                 self.bar.set_postfix_str(self.status(), refresh=False)
                 self.bar.update(1)
-            elif self.total > 1 and time.monotonic() - max(self._logged, self.started) >= PROGRESS_EVERY:
+
+    def tick(self) -> None:
+        """Called while a bulk run sends: without a live line, a progress log line every PROGRESS_EVERY seconds."""
+        with self._lock:
+            if self.bar is None and self.total > 1 and time.monotonic() - max(self._logged, self.started) \
+                    >= PROGRESS_EVERY:
                 self._logged = time.monotonic()
                 log.info("%s", self.progress())
 
@@ -980,14 +1000,14 @@ class Report:
     def sending(self) -> Iterator[None]:
         """While calls are sent: on a terminal, one live progress line (tqdm) instead of log lines every 2 s."""
         stderr = sys.stderr
-        if self.total <= 1 or stderr is None or not stderr.isatty():
+        if self.total <= 1 or stderr is None or not stderr.isatty() or not terminal_width(stderr):
             yield
             return
         tqdm = import_dependency("tqdm")
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         with tqdm.tqdm(total=self.total, initial=sum(self.counts.values()), unit="call", file=stderr,
-                       bar_format="{n}/{total} calls {bar} {postfix}", dynamic_ncols=True) as bar, \
+                       bar_format="{n}/{total} calls {bar}{postfix}", dynamic_ncols=True) as bar, \
                 logging_redirect_tqdm(loggers=[log]):  # log lines print above the live line, not through it
             self.bar = bar
             try:
@@ -1002,6 +1022,7 @@ class Report:
         acted = [f"moved {counts['transferred']} ({self.verified} verified)"] if counts["transferred"] or \
             not counts["updated"] else []
         acted += [f"updated {counts['updated']}"] if counts["updated"] else []
+        acted += [f"routing not set on {self.routing_failed}"] if self.routing_failed else []
         return ", ".join([*acted, f"skipped {counts['skipped']}", f"failed {counts['failed']}",
                           f"not sent {counts['not-sent']}"])
 
@@ -1034,6 +1055,14 @@ class Report:
         rate = f" ({acted / elapsed * 60:.0f} calls/min)" if elapsed >= 1 else ""  # no rate from a blink
         log.info("done: %s in %.1fs%s; %s (%.2f per call moved or updated), %d answered 429", self.tally(), elapsed,
                  rate, plural(sent, "request"), sent / acted if acted else 0, limited)
+
+
+def terminal_width(stream: Any) -> int:
+    """Columns of the terminal `stream` writes to; 0 when it tells none (a live line then has no room)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def silence(stream: Any) -> None:
@@ -1392,7 +1421,7 @@ def api_error(exc: Any, action: str, missing: str | None = None) -> TransferCall
     if status == 404 and missing:
         return NotFound(f"{missing}{ref}", code=code)
     if status == 404:
-        return NoLiveCall(f"{action}: not found ({message}){ref}", code=code)
+        return NoLiveCall(f"{action}: not found ({message}); it has ended, or the id is wrong{ref}", code=code)
     if status >= 500:
         return Unavailable(f"{action}: Genesys Cloud answered {status} {code}; try again later{ref}", code=code)
     return TransferRefused(f"{action}: Genesys Cloud answered {status} {code}: {message}{ref}", code=code)
@@ -1463,49 +1492,42 @@ def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None,
 
 def resolve_queue(api_client: Any, queue_id: str | None, queue_name: str | None) -> tuple[str, str]:
     """(id, name) of a queue, which must exist, be visible, and (by name, ignoring case) be unique."""
-    if queue_id:
-        queue = api(api_client, f"reading queue {queue_id}", "get_routing_queue", path={"queueId": queue_id},
-                     missing=f"queue {queue_id} does not exist or is not visible to this OAuth client; check the "
-                             "id, and the divisions granted to the client's role")
-        return queue.id, queue.name
-    listing = api(api_client, f"looking up queue {queue_name!r}", "get_routing_queues",
-                   query={"name": queue_name, "pageSize": 100})
-    matches = [q for q in listing.entities or [] if (q.name or "").lower() == queue_name.lower()]
-    if not matches:
-        raise NotFound(f"no queue named {queue_name!r} is visible to this OAuth client; check the "
-                       "name, or the divisions granted to the client's role")
-    if len(matches) > 1:
-        listed = ", ".join(f"{q.name} ({q.id})" for q in matches)
-        raise UsageError(f"{len(matches)} queues are named {queue_name!r}: {listed}; use --queue-id")
-    return matches[0].id, matches[0].name
+    queue = resolve_named(api_client, "queue", queue_id or queue_name)
+    return queue.id, queue.name
 
 
-def resolve_routing_entity(api_client: Any, kind: str, value: str) -> str:
-    """The id of the one active skill or language (`kind`) with this id, or this name ignoring case.
+def resolve_named(api_client: Any, kind: str, value: str) -> Any:
+    """The one queue, skill or language (`kind`, see NAMED) with this id, or with this name ignoring case.
 
-    Genesys lists the names that start with the value (skills; languages: unverified), which may
-    include inactive and deleted ones, so the comparison and the state check are ours.
+    Genesys lists the names that match the value (queues: exactly, with * wildcards; skills: that
+    start with it; languages: unverified), and may list inactive and deleted skills and languages,
+    so the comparison and the state check are ours.
     """
-    read_one, id_parameter, listing = ROUTING_ENTITIES[kind]
+    read_one, id_parameter, listing, active_only = NAMED[kind]
+    active = "active " if active_only else ""
+    visible = "visible to this OAuth client; check the {}, and the divisions granted to the client's role"
     if is_uuid(value):
         entity = api(api_client, f"reading {kind} {value}", read_one, path={id_parameter: value},
-                     missing=f"{kind} {value} does not exist or is not visible to this OAuth client; check the id")
-        if entity.state != "active":
+                     missing=f"{kind} {value} does not exist or is not {visible.format('id')}")
+        if active_only and entity.state != "active":
             raise NotFound(f"{kind} {entity.name} ({value}) is {entity.state}; give an active one")
-        return entity.id
-    matches, page, pages = [], 1, 1
+        return entity
+    named, page, pages = [], 1, 1
     while page <= pages:
         found = api(api_client, f"looking up {kind} {value!r}", listing,
                     query={"name": value, "pageSize": PAGE_SIZE, "pageNumber": page})
-        matches += [e for e in found.entities or [] if (e.name or "").lower() == value.lower() and e.state == "active"]
+        named += [e for e in found.entities or [] if (e.name or "").lower() == value.lower()]
         page, pages = page + 1, found.page_count or 1
+    matches = [e for e in named if not active_only or e.state == "active"]
+    if named and not matches:
+        raise NotFound(f"{kind} {named[0].name!r} is {named[0].state}; give an active one")
     if not matches:
-        raise NotFound(f"no active {kind} is named {value!r}; check the name (it is compared ignoring case), or give "
-                       "its id")
+        raise NotFound(f"no {active}{kind} named {value!r} is {visible.format('name (compared ignoring case)')}; "
+                       "or give its id")
     if len(matches) > 1:
         listed = ", ".join(f"{e.name} ({e.id})" for e in matches)
-        raise UsageError(f"{len(matches)} active {kind}s are named {value!r}: {listed}; give the id")
-    return matches[0].id
+        raise UsageError(f"{len(matches)} {active}{kind}s are named {value!r}: {listed}; give the id instead")
+    return matches[0]
 
 
 def get_conversation(api_client: Any, conversation_id: str) -> Any:
@@ -1746,12 +1768,12 @@ def make_plan(api_client: Any, settings: Settings) -> Plan:
     if settings.priority is not None:
         routing["priority"] = settings.priority
     if settings.skills is not None:
-        ids = [resolved(functools.partial(resolve_routing_entity, api_client, "skill", name))
+        ids = [getattr(resolved(functools.partial(resolve_named, api_client, "skill", name)), "id", None)
                for name in settings.skills]
         routing["skillIds"] = list(dict.fromkeys(ids))  # a skill named twice (by name and id) counts once
     if settings.language is not None:
-        routing["languageId"] = settings.language and resolved(
-            lambda: resolve_routing_entity(api_client, "language", settings.language))
+        routing["languageId"] = settings.language and getattr(resolved(
+            lambda: resolve_named(api_client, "language", settings.language)), "id", None)
     if problems:
         raise UsageError("; ".join(problems))
     return Plan(*target, in_place=settings.in_place, routing=routing, attributes=dict(settings.attributes))
@@ -1911,7 +1933,7 @@ def bulk_words(settings: Settings, plan: Plan, count: int) -> tuple[str, str]:
               "list": f"listed in {'standard input' if settings.source == '-' else settings.source}"}
     where = source["from_queue"] if settings.from_queue else source["list"]
     if settings.undo:
-        return "move", f"{calls} back to the queues they came from"
+        return "move", f"{calls} back to the {'queue it' if count == 1 else 'queues they'} came from"
     if plan.in_place:
         return "change", f"{calls} {where}"
     return "move", f"{calls} {where} to {plan.queue_name or plan.queue_id}"
@@ -1997,6 +2019,7 @@ def change_routing(api_client: Any, call: Call, confirm_live: bool) -> None:
             raise TransferRefused(f"{action}: accepted, but the call does not show the values asked for "
                                   f"({json.dumps(routing)})")
         call.routing = "applied"
+        call.verified = call.verified or not call.move  # in place, the change is what was to be verified
         return
     except (AuthError, Unavailable, Stopped) as exc:  # nothing to learn from reading the call
         error: TransferCallError = exc
@@ -2133,6 +2156,7 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
     try:
         while True:
             _, running = concurrent.futures.wait(list(futures), timeout=0.2)
+            report.tick()
             if stop.signalled and not announced:
                 announced = True
                 log.warning("%s: sending nothing more; waiting for the requests in flight", stop.reason)
@@ -2173,7 +2197,8 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
                                              f"within {settings.wait:g}s; check the call")
                 call.reason = str(call.error)
             if call.plan.routing and call.status == "transferred":
-                call.routing, call.routing_reason = "failed", "not sent: the call was not seen in its target queue"
+                call.routing, call.routing_reason = "failed", "not sent: " + (
+                    stop.reason if stop.signalled else "the call was not seen in its target queue")
             report.call(call)
 
 
@@ -2226,7 +2251,8 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
         if call.status:
             report.call(call)
     todo = [call for call in calls if call.status is None]
-    verb, what = bulk_words(settings, plan, len(todo))
+    moving = any(call.move for call in todo)  # a list's calls already in the target are changed in place
+    verb, what = bulk_words(settings, dataclasses.replace(plan, in_place=plan.in_place or not moving), len(todo))
     if settings.dry_run:
         requests = 0
         for call in todo:
@@ -2261,9 +2287,13 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
     if not settings.single:
         report.summary()
     if any(c.cut_short for c in calls):
+        unrouted = sum(1 for c in calls if c.status == "transferred" and c.routing == "failed")
         log.error("%s: %s moved, %s not sent; run it again to act on the rest (calls already moved are "
-                  "no longer where they were)", stop.reason, plural(report.counts["transferred"], "call"),
-                  plural(report.counts["not-sent"], "call"))
+                  "no longer where they were)%s", stop.reason, plural(report.counts["transferred"], "call"),
+                  plural(report.counts["not-sent"], "call"),
+                  f"; {plural(unrouted, 'call')} moved without the routing change: to set it where they wait "
+                  "and move the rest, run --conversations-file on this run's result lines, with the same target "
+                  "and routing flags" if unrouted else "")
     elif message:
         log.error("error: %s", message)
     return code

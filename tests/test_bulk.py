@@ -69,13 +69,18 @@ def test_costs_barely_more_than_one_request_per_moved_call(run_inprocess) -> Non
     assert len(org.transfers) == 120
 
 
+def answered_but_listed_as_waiting(org: FakeOrg, call: str) -> dict:
+    """An agent answers the call, and analytics, lagging, still shows its queue leg open beside the agent's."""
+    org.answer(call, org.add_user("Ada", "ada@example.com"))
+    leg = org.conversations[call]["participants"][1]
+    del leg["endTime"]
+    org.stale_in_analytics.add(call)
+    return leg
+
+
 def test_calls_already_with_an_agent_are_skipped_with_the_reason(run_inprocess) -> None:
     org, support, overflow, calls = evacuation_org(3)
-    agent = org.add_user("Ada", "ada@example.com")
-    org.answer(calls[0], agent)
-    leg = org.conversations[calls[0]]["participants"][1]
-    del leg["endTime"]  # analytics lags: it still shows the queue leg open next to the agent's
-    org.stale_in_analytics.add(calls[0])
+    leg = answered_but_listed_as_waiting(org, calls[0])
 
     result = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow)
 

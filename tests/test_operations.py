@@ -196,3 +196,29 @@ def test_a_signal_that_came_after_every_call_was_done_changes_no_exit_code() -> 
 
     assert transfer_call.outcome([done], settings, stop) == (0, None)
     assert transfer_call.outcome([done, cut], settings, stop) == (143, None)
+
+
+def test_a_stopped_move_with_routing_is_finished_by_a_rerun_on_its_result_lines(served, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(30, latency=0.05)
+    base_url = served(org)
+    process = start(base_url, org, "--from-queue", "Support", "--queue-id", overflow, "--priority", "100", "--yes",
+                    "--concurrency", "1")
+    wait_until(lambda: len(org.transfers) >= 3)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 143, err
+    lines = out.splitlines()
+    assert len(lines) == 30
+    unrouted = [line for line in lines if line.startswith("transferred ") and "routing failed" in line]
+    assert unrouted and all("routing failed: not sent: stopped by SIGTERM" in line for line in unrouted)
+    assert "moved without the routing change" in err and "--conversations-file" in err
+    results = tmp_path / "results.txt"
+    results.write_text(out)  # the text result lines, as a terminal or a log file keeps them
+
+    rerun = run_script(base_url, org, "--conversations-file", str(results), "--queue-id", overflow, "--priority",
+                       "100", "--yes")
+
+    assert rerun.code == 0, rerun.err
+    assert transfers_per_call(org) == collections.Counter(calls)  # each moved once, over both runs
+    assert all(org.queue_of(c) == overflow and org.routing_of(c)["priority"] == 100 for c in calls)

@@ -114,7 +114,7 @@ def test_a_list_moves_each_live_call_once_and_skips_the_rest_with_the_reason(run
     ended, there = org.add_waiting_call(support), org.add_waiting_call(overflow)
     org.end_call(ended)
     listing = tmp_path / "calls.txt"
-    listing.write_text(f"# from the report\n{live[0]}\n\n{live[1]}  # the VIP\n{live[0]}\n{ended}\n"
+    listing.write_text(f"\ufeff# from the report (a byte-order mark first, as spreadsheets write)\n{live[0]}\n\n{live[1]}  # the VIP\n{live[0]}\n{ended}\n"
                        f'{json.dumps({"conversationId": live[2], "status": "failed"})}\n{there.upper()}\n')
 
     result = run_inprocess(org, "--conversations-file", str(listing), "--queue-id", overflow, "--json")
@@ -263,8 +263,9 @@ def test_a_number_without_its_country_code_is_refused_before_anything_is_sent(ru
 
 # --- the live progress line ---------------------------------------------------------------------------
 
-def run_with_stderr(base_url: str, org: FakeOrg, argv: list[str], terminal: bool) -> tuple[int, str]:
-    """Run the script with stderr on a pseudo-terminal (or a pipe); return its exit code and what stderr showed."""
+def run_with_stderr(base_url: str, org: FakeOrg, argv: list[str], terminal: bool,
+                    stdout_too: bool = False) -> tuple[int, str]:
+    """Run the script with stderr (and stdout_too) on a pseudo-terminal, or a pipe; return its code and the screen."""
     env = script_environment(org, base_url, COLUMNS="120")
     if not terminal:
         done = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, env=env,
@@ -272,8 +273,8 @@ def run_with_stderr(base_url: str, org: FakeOrg, argv: list[str], terminal: bool
         return done.returncode, done.stderr
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a terminal of 120 columns
-    process = subprocess.Popen([sys.executable, str(SCRIPT), *argv], stdout=subprocess.DEVNULL, stderr=follower,
-                               stdin=subprocess.DEVNULL, env=env)
+    process = subprocess.Popen([sys.executable, str(SCRIPT), *argv], stdout=follower if stdout_too else
+                               subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL, env=env)
     os.close(follower)
     chunks: list[bytes] = []
 
@@ -314,6 +315,21 @@ def test_progress_is_one_live_line_on_a_terminal_and_log_lines_elsewhere(served,
     else:
         assert "\r" not in err and "/30 calls" not in err
         assert "transfer_call: moving 30 calls" in err
+
+
+def test_result_lines_on_the_same_terminal_print_whole_above_the_live_line(served) -> None:
+    org = FakeOrg(latency=0.05)
+    support, overflow = org.add_queue("Support"), org.add_queue("Overflow")
+    calls = [org.add_waiting_call(support) for _ in range(12)]
+
+    code, screen = run_with_stderr(served(org), org, ["--from-queue", "Support", "--queue-id", overflow, "--yes",
+                                                      "--concurrency", "1", "--wait", "0"], True, stdout_too=True)
+
+    assert code == 0, screen
+    shown = [line.rsplit("\r", 1)[-1] for line in screen.replace("\r\n", "\n").split("\n")]  # what stays on screen
+    results = [line for line in shown if "transferred " in line]
+    assert len(results) == 12 and all(line.startswith("transferred ") for line in results)
+    assert sorted(line.split()[1] for line in results) == sorted(calls)
 
 
 # --- the issue's own example, as a user runs it -------------------------------------------------------

@@ -341,7 +341,7 @@ FAILURES = [
     ("unknown queue name", None, ["--user-id", "{agent}", "--queue-name", "Nope"], {}, 2,
      ["no queue named 'Nope'", "divisions"]),
     ("ambiguous queue name", ambiguous, ["--user-id", "{agent}", "--queue-name", "Billing Overflow"], {}, 2,
-     ["2 queues are named", "use --queue-id"]),
+     ["2 queues are named", "give the id instead"]),
     ("no live call", None, ["--user-id", UNKNOWN_ID, "--queue-id", "{billing}"], {}, 4,
      ["has no connected voice call"]),
     ("unknown user email", None, ["--user-email", "nobody@example.com", "--queue-id", "{billing}"], {}, 2,
