@@ -402,8 +402,19 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     if missing:
         verb = "is" if len(missing) == 1 else "are"
         problems.append(f"{' and '.join(missing)} {verb} not set (looked in {looked_in})")
+    # Neither value is echoed: a secret pasted into the id would otherwise reach a log.
+    if client_id and not is_uuid(client_id):
+        problems.append("GENESYS_CLIENT_ID is not an OAuth client id (a UUID such as "
+                        "3fa85f64-5717-4562-b3fc-2c963f66afa6); check it is not the secret")
+    if client_secret and not client_secret.isascii():
+        problems.append("GENESYS_CLIENT_SECRET has a character that is not ASCII (a typographic quote or dash "
+                        "from a copy and paste?); paste it again")
 
-    api_host, region = variable("GENESYS_API_HOST"), variable("GENESYS_REGION") or DEFAULT_REGION
+    # The org is one setting in two forms: the environment's form replaces .env's, as for a group.
+    org_source = environ if (environ.get("GENESYS_API_HOST") or environ.get("GENESYS_REGION") or "").strip() \
+        else file_values
+    api_host = (org_source.get("GENESYS_API_HOST") or "").strip() or None
+    region = (org_source.get("GENESYS_REGION") or "").strip() or DEFAULT_REGION
     if api_host:
         problem = check_base_url(api_host)
         if problem:
@@ -435,6 +446,13 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     if not where and not args.check and not (changes_routing or attributes_asked) and "undo" not in which:
         problems.append("say where to move it: --queue-id or --queue-name (or, to change calls where they wait: "
                         "--priority, --skill, --language or --attribute)")
+    if where and not args.check and (changes_routing or attributes_asked) and not any(
+            label.startswith("--") for _, label in where.values()):
+        names = " / ".join(label for _, label in where.values())
+        where_set = "the environment" if environ.get(next(iter(where.values()))[1]) else env_file
+        problems.append(f"{names} is set in {where_set}: with --priority, --skill, --language or --attribute say on "
+                        "the command line whether the calls move (--queue-id / --queue-name) or change where they "
+                        "wait (unset it)")
     if not where and not args.check and ("user_id" in values or "user_email" in values) and (
             changes_routing or attributes_asked):
         problems.append("without a target queue, --priority, --skill, --language and --attribute change calls "
@@ -470,7 +488,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     retry_budget = seconds("--retry-budget", args.retry_budget, "GENESYS_RETRY_BUDGET", DEFAULT_RETRY_BUDGET, 0)
     timeout = seconds("--timeout", args.timeout, "GENESYS_TIMEOUT", DEFAULT_TIMEOUT, 0.1)
     wait = seconds("--wait", args.wait, None, DEFAULT_WAIT, 0)
-    if wait == 0 and where and changes_routing:
+    if wait == 0 and (where or "undo" in which) and changes_routing:
         problems.append("--wait 0 cannot go with --priority, --skill or --language on a move: the routing change "
                         "needs the call seen waiting in the target queue first")
     if args.limit is not None and args.limit < 1:
@@ -684,12 +702,18 @@ def pick_participant_to_replace(conversation: Any) -> Any | None:
         (p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
 
 
-def transfer_landed(conversation: Any, participant_id: str, queue_id: str) -> bool:
-    """True once the replaced participant is gone and a live acd participant waits in the target queue."""
+def transfer_landed(conversation: Any, participant_id: str, queue_id: str, known: frozenset[str] = frozenset()) -> bool:
+    """True once the replaced participant is gone and the call is in the target queue on a new leg.
+
+    In the queue means waiting there (a live acd leg) or already answered there (an agent leg of
+    that queue): with agents free, the call can be answered before the first verification read.
+    `known` are the legs the call had before the transfer, so that an older leg does not count.
+    """
     replaced_gone = all(not is_live(p) for p in conversation.participants or [] if p.id == participant_id)
-    in_target = any(p.purpose == "acd" and p.queue_id == queue_id and p.id != participant_id and is_live(p)
-                    for p in conversation.participants or [])
-    return replaced_gone and in_target
+    arrived = any(p.id != participant_id and p.id not in known and p.queue_id == queue_id
+                  and (p.purpose == "acd" and is_live(p) or p.purpose == "agent")
+                  for p in conversation.participants or [])
+    return replaced_gone and arrived
 
 
 def waiting_leg(conversation: Any) -> Any | None:
@@ -767,6 +791,7 @@ class WaitingCall:
     waiting_since: dt.datetime | None
     answered: bool
     customer_id: str | None = None  # where participant data goes
+    legs: frozenset[str] = frozenset()  # every participant analytics shows
 
 
 def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
@@ -786,7 +811,8 @@ def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
                        min((seg.segment_start for seg in open_segments if seg.segment_start), default=None))
             answered = answered or (participant.purpose == "agent" and bool(open_segments))
         if leg:
-            found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered, customer))
+            legs = frozenset(p.participant_id for p in conversation.participants or [])
+            found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered, customer, legs))
     return found
 
 
@@ -824,6 +850,7 @@ class Call:
     queue_name: str | None = None
     waiting_since: dt.datetime | None = None
     customer_id: str | None = None         # the customer participant, where participant data goes
+    known_legs: frozenset[str] = frozenset()  # the call's participants before the transfer (see transfer_landed)
     move: bool = True                      # False: changed in place, where it waits
     plan: Plan = dataclasses.field(default_factory=Plan)
     status: str | None = None              # transferred | updated | skipped | failed | not-sent | dry-run
@@ -906,12 +933,16 @@ class Stop:
             raise KeyboardInterrupt
 
     def halt(self, error: TransferCallError) -> None:
-        """Stop starting new calls after an error every further call would hit (a permission, a queue, the budget)."""
+        """Stop starting new calls after an error every further call would hit (a permission, a queue, the budget).
+
+        Unlike a signal it wakes no sleep: retries, pacing and the verification of calls already
+        moved go on as before.
+        """
         self.error = self.error or error
-        self._event.set()
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        """A signal arrived, or an error halted the run: start no new call."""
+        return self._event.is_set() or self.error is not None
 
     @property
     def signalled(self) -> bool:
@@ -1183,7 +1214,7 @@ class Transport:
                 self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: HTTP {status}",
                                     time.monotonic() - started)
                 continue
-            if status == 200 and not is_json(response.text):
+            if status == 200 and not is_transfer and not is_json(response.text):
                 # A proxy's page or a cut-off body; Genesys always answers 200 with JSON (202s may be empty).
                 self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: answered {status} "
                                     "without valid JSON", time.monotonic() - started)
@@ -1643,9 +1674,9 @@ def transfer_to_queue(api_client: Any, conversation_id: str, participant_id: str
             try:
                 if participant_left(api_client, conversation_id, participant_id, SETTLE_TIME):
                     return
-            except Stopped as stopped:
+            except Stopped as stopped:  # chained: the call was cut short by the signal (act_on_call)
                 raise OutcomeUnknown(f"{action}: {exc}; {stopped.reason} before that was checked: "
-                                     "check the call before running again") from None
+                                     "check the call before running again") from stopped
             log.warning("%s: participant %s is still on the call; sending the transfer again", action, participant_id)
         except load_sdk().ApiException as exc:
             if attempt == 2 and error_details(exc)[1] == "conversations.error.transfer.not.connected":
@@ -1681,7 +1712,7 @@ def transfer_error(exc: Any, action: str, queue_id: str) -> TransferCallError:
 
 
 def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str, queue_id: str,
-                      wait: float) -> None:
+                      wait: float, known: frozenset[str] = frozenset()) -> None:
     """Re-read the conversation until the call waits in the target queue, or raise after `wait` seconds.
 
     The transfer API answers 202 and works asynchronously, so the answer alone proves nothing.
@@ -1692,7 +1723,7 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, POLL_INTERVAL)
         conversation = get_conversation(api_client, conversation_id)
-        if transfer_landed(conversation, participant_id, queue_id):
+        if transfer_landed(conversation, participant_id, queue_id, known):
             return
         if conversation_ended(conversation):
             raise NoLiveCall(f"conversation {conversation_id} ended before it reached queue {queue_id} "
@@ -1734,10 +1765,22 @@ def seen_in_queue(api_client: Any, calls: list[Call]) -> list[Call]:
                      query={"id": list(batch)})
         for conversation in found.conversations or []:
             moved = batch.get(conversation.conversation_id)
-            if moved and any(w.participant_id != moved.participant_id  # a new leg, not the one we replaced
-                             for w in waiting_calls([conversation], moved.queue_id)):
+            if moved and arrived(conversation, moved):
                 seen.append(moved)
     return seen
+
+
+def arrived(view: Any, call: Call) -> bool:
+    """Analytics shows the moved call in its target queue on a new leg: waiting there, or answered there."""
+    for participant in view.participants or []:
+        if participant.participant_id == call.participant_id or participant.participant_id in call.known_legs:
+            continue
+        segments = [segment for session in participant.sessions or [] if session.media_type == "voice"
+                    for segment in session.segments or [] if segment.queue_id == call.queue_id]
+        if participant.purpose == "agent" and segments or participant.purpose == "acd" and any(
+                segment.segment_end is None for segment in segments):
+            return True
+    return False
 
 
 # --- the pipeline: select the calls, plan, send paced, verify, report --------------------------
@@ -1828,7 +1871,8 @@ def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
                          f"({describe_participants(conversation)})")
     target = (leg.queue_id, None) if plan.in_place else (plan.queue_id, plan.queue_name)
     return Call(conversation.id, leg.id, leg.purpose, leg.user_id, leg.queue_id, *target,
-                customer_id=customer_leg(conversation), move=not plan.in_place, plan=plan)
+                customer_id=customer_leg(conversation), known_legs=frozenset(p.id for p in conversation.participants),
+                move=not plan.in_place, plan=plan)
 
 
 def read_conversations(api_client: Any, ids: list[str], concurrency: int) -> list[Any]:
@@ -1867,7 +1911,8 @@ def list_moves_to_undo(api_client: Any, settings: Settings, plan: Plan) -> list[
             api_client, [r.conversation_id for r in settings.undo], settings.concurrency), strict=True):
         leg = None if isinstance(conversation, NoLiveCall) else waiting_leg(conversation)
         call = Call(record.conversation_id, leg and leg.id, "acd", None, record.queue_id, record.from_queue_id,
-                    customer_id=None if leg is None else customer_leg(conversation), plan=plan)
+                    customer_id=None if leg is None else customer_leg(conversation), plan=plan,
+                    known_legs=frozenset() if leg is None else frozenset(p.id for p in conversation.participants))
         if isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
             call.finish("skipped", "the call has ended since it was moved")
         elif record.from_queue_id is None:
@@ -1897,7 +1942,7 @@ def list_source_queue(api_client: Any, settings: Settings, plan: Plan) -> list[C
                                                       > settings.waiting_over)]
     target_id, target_name = (source_id, source_name) if plan.in_place else (plan.queue_id, plan.queue_name)
     calls = [Call(w.conversation_id, w.participant_id, "acd", None, source_id, target_id, target_name, w.waiting_since,
-                  customer_id=w.customer_id, move=not plan.in_place, plan=plan,
+                  customer_id=w.customer_id, known_legs=w.legs, move=not plan.in_place, plan=plan,
                   status="skipped" if w.answered else None, reason="already with an agent" if w.answered else None)
              for w in listed]
     if not any(call.status is None for call in calls):
@@ -1967,7 +2012,8 @@ def act_on_call(api_client: Any, call: Call, wait: float, watch_live: bool) -> N
             transfer_to_queue(api_client, call.conversation_id, call.participant_id, call.queue_id)
             call.status = "transferred"
             if watch_live and wait > 0:
-                wait_for_transfer(api_client, call.conversation_id, call.participant_id, call.queue_id, wait)
+                wait_for_transfer(api_client, call.conversation_id, call.participant_id, call.queue_id, wait,
+                              call.known_legs)
                 call.verified = True
         call.finish("transferred" if call.move else "updated")
     except Stopped as exc:
@@ -1981,6 +2027,7 @@ def act_on_call(api_client: Any, call: Call, wait: float, watch_live: bool) -> N
     except TransferCallError as exc:
         # Once the POST was accepted the call may well have moved: it stays "transferred", unverified.
         call.finish(call.status or "failed", str(exc), exc)
+        call.cut_short = isinstance(exc.__cause__, Stopped)
     if plan.routing and (not call.move or watch_live) and call.done:
         change_routing(api_client, call, confirm_live=watch_live)
 
@@ -2014,7 +2061,11 @@ def change_routing(api_client: Any, call: Call, confirm_live: bool) -> None:
         answer = api(api_client, action, "patch_routing_conversation", path={"conversationId": call.conversation_id},
                      body=dict(routing))
         if confirm_live:
-            answer = queue_routing_data(get_conversation(api_client, call.conversation_id))
+            try:
+                answer = queue_routing_data(get_conversation(api_client, call.conversation_id))
+            except Stopped as exc:  # accepted: only the look at the live call was cut short
+                call.routing, call.routing_reason, call.cut_short = "applied", f"not confirmed: {exc.reason}", True
+                return
         if answer is None or not routing_shows(answer, routing):
             raise TransferRefused(f"{action}: accepted, but the call does not show the values asked for "
                                   f"({json.dumps(routing)})")
@@ -2167,6 +2218,8 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
                 last_check = time.monotonic()
                 try:
                     verify(until=0.0)  # one check now; the rest at the end
+                except Stopped:
+                    pass  # announced above; nothing is checked any more
                 except TransferCallError as exc:
                     log.warning("checking the moved calls failed (%s); checking again at the end", exc)
         try:
@@ -2209,7 +2262,7 @@ def landed_or_ended(api_client: Any, call: Call) -> None:
     except NoLiveCall as exc:
         call.finish("skipped", "the call ended while moving", exc)
         return
-    if transfer_landed(conversation, call.participant_id, call.queue_id):
+    if transfer_landed(conversation, call.participant_id, call.queue_id, call.known_legs):
         call.verified = True
     elif conversation_ended(conversation):
         call.finish("skipped", "the call ended while moving")
@@ -2234,8 +2287,8 @@ def outcome(calls: list[Call], settings: Settings, stop: Stop) -> tuple[int, str
         reason = f"the run stopped early: {stop.error}"
     else:
         reason = (f"{plural(len(failed), 'call')} failed or {'was' if len(failed) == 1 else 'were'} not confirmed "
-                  "(see their result lines); run it again to retry: calls already moved are no longer in the "
-                  "source queue")
+                  "(see their result lines); run it again to retry: calls already done are no longer selected, or "
+                  "are set again to the same values")
     if any(c.done for c in calls):
         return ExitCode.PARTIAL, reason
     first = stop.error or next((getattr(c.error, "cause", c.error) for c in failed if c.error), None)
@@ -2288,9 +2341,8 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
         report.summary()
     if any(c.cut_short for c in calls):
         unrouted = sum(1 for c in calls if c.status == "transferred" and c.routing == "failed")
-        log.error("%s: %s moved, %s not sent; run it again to act on the rest (calls already moved are "
-                  "no longer where they were)%s", stop.reason, plural(report.counts["transferred"], "call"),
-                  plural(report.counts["not-sent"], "call"),
+        log.error("%s (%s); run it again to act on the rest (calls already moved are no longer where they "
+                  "were)%s", stop.reason, report.tally(),
                   f"; {plural(unrouted, 'call')} moved without the routing change: to set it where they wait "
                   "and move the rest, run --conversations-file on this run's result lines, with the same target "
                   "and routing flags" if unrouted else "")
@@ -2312,8 +2364,9 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
     sending a transfer, so it is reported "unknown". Returns the rows, and the queues and users
     the command names that do not exist.
     """
-    mode_given = any((settings.user_id, settings.user_email, settings.conversation_id, settings.from_queue))
-    needs_analytics = not mode_given or settings.user_id or settings.user_email or settings.from_queue
+    mode_given = any((settings.user_id, settings.user_email, settings.conversation_id, settings.caller,
+                      settings.from_queue, settings.source))
+    needs_analytics = not settings.conversation_id  # every other mode finds or checks its calls through analytics
     probes: list[tuple[str, str, Callable[[], Any] | None]] = [  # (permission, needed for, probe)
         ("conversation:communication:view", "reading the call and verifying the transfer",
          lambda: send(api_client, "get_conversation", path={"conversationId": NIL_ID})),

@@ -77,3 +77,14 @@ def test_check_resolves_every_queue_and_user_named_and_reports_all_that_are_miss
 
     assert found.code == 0, found.err
     assert {r["query"].get("name") for r in org.sent("GET", "/routing/queues")} >= {"support", "Billing Overflow"}
+
+
+def test_check_for_a_caller_does_not_want_the_user_lookup_permission(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    org.permissions.discard("directory:user:view")  # only --user-email needs it
+
+    result = run_inprocess(org, "--check", "--json", "--caller", "+13175551234", "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert "directory:user:view" not in rows(result.out)
+    assert rows(result.out)["analytics:conversationDetail:view"]["result"] == "ok"

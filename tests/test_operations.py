@@ -222,3 +222,18 @@ def test_a_stopped_move_with_routing_is_finished_by_a_rerun_on_its_result_lines(
     assert rerun.code == 0, rerun.err
     assert transfers_per_call(org) == collections.Counter(calls)  # each moved once, over both runs
     assert all(org.queue_of(c) == overflow and org.routing_of(c)["priority"] == 100 for c in calls)
+
+
+def test_a_signal_while_an_unclear_transfer_is_checked_is_the_signal_s_exit_and_sends_no_second(served) -> None:
+    scenario = build_scenario()
+    org = scenario.org
+    org.inject("POST", "/replace/queue", 504)  # not processed, but the script cannot know: it watches the call
+    process = start(served(org), org, "--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing)
+    wait_until(lambda: org.sent("POST", "/replace/queue"))
+    wait_until(lambda: len(org.sent("GET", f"/conversations/{scenario.waiting_call}")) >= 2)  # the check began
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 130, err
+    assert len(org.sent("POST", "/replace/queue")) == 1 and org.transfers == []
+    assert "may or may not have been processed" in out and "stopped by SIGINT" in out

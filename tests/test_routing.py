@@ -343,3 +343,53 @@ def test_the_done_when_of_issue_11_as_a_user_runs_it(scenario: Scenario, served)
     for call in [scenario.waiting_call, *others]:
         assert org.queue_of(call) == scenario.support and org.routing_of(call)["priority"] == 50
     assert len(org.transfers) == 1
+
+
+def test_a_call_answered_in_the_target_queue_before_verification_counts_as_landed(scenario: Scenario,
+                                                                                  run_inprocess) -> None:
+    org = scenario.org
+    cleo = org.add_user("Cleo", "cleo@example.com")
+    transferred = []
+    org.when("POST", "/replace/queue", lambda o: transferred.append(1))
+    org.when("GET", f"/conversations/{scenario.waiting_call}",  # an agent of the target queue answers at once
+             lambda o: transferred and o.live_participants(scenario.waiting_call, "acd")
+             and o.answer(scenario.waiting_call, cleo), times=None)
+
+    result = run_inprocess(org, "--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing,
+                           "--priority", "9", "--json")
+
+    assert result.code == 0, result.err
+    [record] = records(result.out).values()
+    assert (record["status"], record["verified"], record["routing"]) == ("transferred", True, "skipped")
+
+
+def test_calls_answered_in_the_target_queue_count_as_landed_in_bulk(run_inprocess) -> None:
+    org, support, overflow, calls = evacuation_org(5)
+    cleo = org.add_user("Cleo", "cleo@example.com")
+    org.when("GET", "/analytics/conversations/details",
+             lambda o: [o.answer(c, cleo) for c in calls[:2] if o.live_participants(c, "acd")], times=1)
+
+    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--json")
+
+    assert result.code == 0, result.err
+    assert all(r["verified"] for r in records(result.out).values())
+
+
+def test_undo_with_a_routing_flag_refuses_wait_0(run_inprocess, tmp_path) -> None:
+    org = FakeOrg()
+    results = tmp_path / "moved.jsonl"
+    results.write_text('{"conversationId": "x", "status": "transferred", "queueId": "q", "fromQueueId": "p"}\n')
+
+    result = run_inprocess(org, "--undo", str(results), "--priority", "5", "--wait", "0")
+
+    assert result.code == 2 and "--wait 0 cannot go with --priority" in result.err and org.requests == []
+
+
+def test_routing_flags_with_a_target_only_from_the_environment_are_refused(scenario: Scenario,
+                                                                          run_inprocess) -> None:
+    result = run_inprocess(scenario.org, "--conversation-id", scenario.waiting_call, "--priority", "50",
+                           env={"TARGET_QUEUE_NAME": "Billing Overflow"})
+
+    assert result.code == 2
+    assert "TARGET_QUEUE_NAME is set in the environment" in result.err and "--queue-id / --queue-name" in result.err
+    assert scenario.org.requests == []

@@ -13,7 +13,8 @@ from transfer_call import UsageError, parse_args, resolve_settings
 QUEUE_A, QUEUE_B, QUEUE_C = ("aaaaaaaa-0000-4000-8000-000000000001", "bbbbbbbb-0000-4000-8000-000000000002",
                              "cccccccc-0000-4000-8000-000000000003")
 USER = "dddddddd-0000-4000-8000-000000000004"
-BASE_ENV = {"GENESYS_CLIENT_ID": "id", "GENESYS_CLIENT_SECRET": "s3cret-value", "TARGET_USER_ID": USER}
+BASE_ENV = {"GENESYS_CLIENT_ID": "eeeeeeee-0000-4000-8000-000000000005", "GENESYS_CLIENT_SECRET": "s3cret-value",
+            "TARGET_USER_ID": USER}
 
 
 def resolve(argv: list[str], env: dict[str, str]) -> transfer_call.Settings:
@@ -91,8 +92,8 @@ def test_resolving_settings_does_not_import_the_sdk() -> None:
     import sys
 
     code = ("import sys, transfer_call as t; t.resolve_settings(t.parse_args(['--queue-id', %r]), "
-            "{'GENESYS_CLIENT_ID': 'i', 'GENESYS_CLIENT_SECRET': 's', 'TARGET_USER_ID': %r}); "
-            "print('PureCloudPlatformClientV2' in sys.modules)" % (QUEUE_A, USER))
+            "{'GENESYS_CLIENT_ID': %r, 'GENESYS_CLIENT_SECRET': 's', 'TARGET_USER_ID': %r}); "
+            "print('PureCloudPlatformClientV2' in sys.modules)" % (QUEUE_A, QUEUE_C, USER))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(transfer_call.__file__).parent)
     assert done.stdout.strip() == "False", done.stderr
@@ -167,7 +168,7 @@ def test_a_missing_variable_says_which_env_file_was_read(tmp_path: Path) -> None
     with pytest.raises(UsageError, match=r"GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET are not set "
                                          r"\(looked in the environment; no \.env file was read\)"):
         resolve([], env)
-    (tmp_path / "prod.env").write_text("GENESYS_CLIENT_ID=id\n")
+    (tmp_path / "prod.env").write_text("GENESYS_CLIENT_ID=eeeeeeee-0000-4000-8000-000000000005\n")
     with pytest.raises(UsageError, match=r"GENESYS_CLIENT_SECRET is not set \(looked in the environment and "
                                          r".*prod\.env\)"):
         resolve(["--env-file", str(tmp_path / "prod.env")], env)
@@ -178,3 +179,22 @@ def test_a_missing_dependency_is_a_usage_error_naming_the_fix(monkeypatch: pytes
 
     with pytest.raises(UsageError, match=r"'httpx' is not installed .*pip install -r requirements.txt"):
         transfer_call.make_api_client(resolve(["--queue-id", QUEUE_A], BASE_ENV))
+
+
+def test_the_org_is_one_setting_the_environment_replaces_in_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("GENESYS_API_HOST=https://api.mypurecloud.com\n")
+
+    settings = resolve(["--queue-id", QUEUE_A], {**BASE_ENV, "GENESYS_REGION": "eu-west-1"})
+
+    assert (settings.base_url, settings.region) == ("https://api.mypurecloud.ie", "eu-west-1")
+
+
+@pytest.mark.parametrize("name, value, fragment", [
+    ("GENESYS_CLIENT_ID", "s3cret-pasted-in-the-wrong-place", "GENESYS_CLIENT_ID is not an OAuth client id"),
+    ("GENESYS_CLIENT_SECRET", "\u201cs3cret\u201d", "GENESYS_CLIENT_SECRET has a character that is not ASCII"),
+])
+def test_credentials_that_cannot_be_right_are_refused_without_echoing_them(name: str, value: str,
+                                                                            fragment: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        resolve(["--queue-id", QUEUE_A], {**BASE_ENV, name: value})
+    assert fragment in str(caught.value) and value not in str(caught.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -329,7 +330,7 @@ FAILURES = [
     ("bad secret", None, ["--user-id", "{agent}", "--queue-id", "{billing}"],
      {"GENESYS_CLIENT_SECRET": "wrong"}, 3, ["authentication failed", "GENESYS_CLIENT_SECRET"]),
     ("unknown client", None, ["--user-id", "{agent}", "--queue-id", "{billing}"],
-     {"GENESYS_CLIENT_ID": "nobody"}, 3, ["authentication failed", "GENESYS_CLIENT_ID"]),
+     {"GENESYS_CLIENT_ID": "0badc0de-0000-4000-8000-000000000000"}, 3, ["authentication failed", "GENESYS_CLIENT_ID"]),
     ("missing view permission", without("conversation:communication:view"),
      ["--user-id", "{agent}", "--queue-id", "{billing}"], {}, 3,
      ["missing permission conversation:communication:view", "OAuth client's role"]),
@@ -390,3 +391,35 @@ def test_failure_table(scenario: Scenario, run_inprocess, name, change, argv, en
         assert org.transfers == []
     if code == 2 and not name.startswith(("ambiguous", "unknown")):
         assert org.requests == []  # configuration errors are found before anything is sent
+
+
+def test_a_transfer_answered_200_without_json_is_not_sent_again(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    org.inject("POST", "/replace/queue", 200, process=True, body="<html>gateway</html>")
+
+    result = run_inprocess(org, "--user-id", scenario.agent, "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert len(transfer_posts(org)) == 1 and len(org.transfers) == 1
+
+
+def test_an_error_that_stops_a_bulk_run_does_not_hurry_the_checks_of_calls_already_moved(run_inprocess) -> None:
+    import transfer_call
+
+    org = FakeOrg(transfer_delay=1.0)  # moved calls take a second to show in their queue
+    support, overflow = org.add_queue("Support"), org.add_queue("Overflow")
+    calls = [org.add_waiting_call(support) for _ in range(6)]
+    org.inject("POST", f"/conversations/{calls[3]}/participants", 403, times=None,
+               body={"status": 403, "code": "missing.permissions", "message": "denied"})
+
+    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--concurrency", "1",
+                           "--wait", "3", real_sleep=True)
+
+    assert result.code == 7, result.err
+    checks = org.sent("GET", "/analytics/conversations/details")
+    assert 1 <= len(checks) <= 10  # paced (0.25 s, then doubling), not a loop of hundreds
+    stop = transfer_call.Stop()
+    stop.halt(transfer_call.AuthError("denied"))
+    started = time.monotonic()
+    stop.wait(0.2)
+    assert stop.is_set() and time.monotonic() - started >= 0.19  # an error stops new calls, not sleeps
