@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""Blind-transfer a live Genesys Cloud voice call to another queue, and check that it landed.
+"""Blind-transfer live Genesys Cloud voice calls to another queue, check that they landed, and set how they route.
 
-Find the call by agent (--user-id / --user-email) or by conversation (--conversation-id),
-replace the agent's (or the waiting call's queue) participant with the target queue
-(--queue-id / --queue-name) through POST /api/v2/conversations/{id}/participants/{id}/replace/queue,
-then re-read the conversation until the call is seen waiting in the target queue. With
---from-queue, every voice call waiting in a queue moves, paced by the org's rate limit;
---check probes the OAuth client's permissions without changing anything.
+Find the call by agent (--user-id / --user-email), conversation (--conversation-id) or caller
+(--caller); or take every call waiting in a queue (--from-queue, --waiting-over), a list
+(--conversations-file), or an earlier run's moves to put back (--undo). Replace the agent's (or
+the waiting call's queue) participant with the target queue (--queue-id / --queue-name) through
+POST /api/v2/conversations/{id}/participants/{id}/replace/queue, then re-read the call until it
+is seen in the target queue. --priority, --skill, --language and --attribute set its routing
+and participant data on the move, or, with no target queue, where it waits. --check probes the
+OAuth client's permissions without changing anything.
 
-Every mode runs one pipeline: select the calls, plan their requests, send them paced, verify,
-and report one result line per call as soon as its outcome is final.
+Every mode runs one pipeline: select the calls, plan their requests, send them paced by the
+org's rate limit, verify, and report one result line per call as soon as its outcome is final.
 
 Credentials come from GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (an OAuth client-credentials
 client); the org from GENESYS_REGION or GENESYS_API_HOST. Flags win over the environment, which
@@ -960,7 +962,7 @@ class Stop:
             raise Stopped(self.reason, self.exit_code)
 
     def wait(self, seconds: float) -> None:
-        """Sleep that ends early when the run is asked to stop."""
+        """Sleep that a signal ends early (an error that halts the run does not)."""
         self._event.wait(seconds)
 
 
