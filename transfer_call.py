@@ -144,9 +144,9 @@ class ExitCode(enum.IntEnum):
     REFUSED = 5
     UNAVAILABLE = 6
     PARTIAL = 7
-    HANGUP = 128 + signal.SIGHUP
-    INTERRUPTED = 128 + signal.SIGINT
-    TERMINATED = 128 + signal.SIGTERM
+    HANGUP = 129        # 128 + the signal's number, as shells report a process a signal ended
+    INTERRUPTED = 130
+    TERMINATED = 143
 
 
 EXIT_CODE_HELP = """\
@@ -2532,7 +2532,7 @@ def configure_logging(args: argparse.Namespace) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def main(argv: list[str] | None = None) -> int:
