@@ -1568,38 +1568,50 @@ def get_conversation(api_client: Any, conversation_id: str) -> Any:
                 path={"conversationId": conversation_id})
 
 
+def live_calls(api_client: Any, action: str, query: Callable[[], dict[str, Any]], keep: Callable[[Any], Any],
+               not_yet: str) -> list[tuple[Any, Any]]:
+    """(conversation, what `keep` found in it) for each live conversation a details query lists and keep accepts.
+
+    Analytics lists candidates (it can lag, or still list ended calls); the live conversation
+    decides. While it shows none, analytics is asked again, ANALYTICS_RETRIES times.
+    """
+    for attempt in range(ANALYTICS_RETRIES + 1):
+        found = api(api_client, action, "post_analytics_conversations_details_query", body=query())
+        live = []
+        for candidate in found.conversations or []:
+            if candidate.conversation_end is not None:
+                continue
+            try:
+                conversation = get_conversation(api_client, candidate.conversation_id)
+            except NoLiveCall:
+                continue  # analytics knew it, the conversation service no longer does
+            kept = keep(conversation)
+            if kept is not None:
+                live.append((conversation, kept))
+        if live or attempt == ANALYTICS_RETRIES:
+            return live
+        log.info("%s yet; asking analytics again in %.1fs", not_yet, ANALYTICS_RETRY_DELAY)
+        time.sleep(ANALYTICS_RETRY_DELAY)
+    return []
+
+
 def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
     """(conversation, agent participant) of the user's connected voice call.
 
-    Analytics lists candidates (it can lag, or still list ended calls); the live conversation
-    decides. With several live calls the connected, not held, most recent one wins.
+    With several live calls the connected, not held, most recent one wins.
     """
-    for attempt in range(ANALYTICS_RETRIES + 1):
-        query = details_query({"userId": user_id}, dt.datetime.now(dt.timezone.utc), order="desc")
-        found = api(api_client, "querying analytics for the agent's calls",
-                    "post_analytics_conversations_details_query", body=query)
-        candidates = [c.conversation_id for c in found.conversations or [] if c.conversation_end is None]
-        live = []
-        for conversation_id in candidates:
-            try:
-                conversation = get_conversation(api_client, conversation_id)
-            except NoLiveCall:
-                continue  # analytics knew it, the conversation service no longer does
-            participant = pick_agent_participant(conversation, user_id)
-            if participant is not None:
-                live.append((conversation, participant))
-        if live:
-            live.sort(key=lambda pair: leg_rank(pair[1]), reverse=True)
-            (chosen, *others) = live
-            if others:
-                log.warning("user %s has %s, not moved: %s", user_id, plural(len(others), "other live call"),
-                            ", ".join(c.id for c, _ in others))
-            return chosen
-        if attempt < ANALYTICS_RETRIES:
-            log.info("no connected call found for user %s yet; asking analytics again in %.1fs",
-                     user_id, ANALYTICS_RETRY_DELAY)
-            time.sleep(ANALYTICS_RETRY_DELAY)
-    raise NoLiveCall(f"user {user_id} has no connected voice call; check the agent, or use --conversation-id")
+    live = live_calls(api_client, "querying analytics for the agent's calls",
+                      lambda: details_query({"userId": user_id}, dt.datetime.now(dt.timezone.utc), order="desc"),
+                      lambda conversation: pick_agent_participant(conversation, user_id),
+                      f"no connected call found for user {user_id}")
+    if not live:
+        raise NoLiveCall(f"user {user_id} has no connected voice call; check the agent, or use --conversation-id")
+    live.sort(key=lambda pair: leg_rank(pair[1]), reverse=True)
+    (chosen, *others) = live
+    if others:
+        log.warning("user %s has %s, not moved: %s", user_id, plural(len(others), "other live call"),
+                    ", ".join(c.id for c, _ in others))
+    return chosen
 
 
 def caller_forms(e164: str) -> tuple[str, ...]:
@@ -1615,33 +1627,26 @@ def find_caller_call(api_client: Any, caller: str) -> Any:
     (which ones `matches` accepts is unverified); the live conversation's customer leg decides.
     Two live calls from the number are refused, listed: never guess between two customers' calls.
     """
-    for attempt in range(ANALYTICS_RETRIES + 1):
-        query = details_query({}, dt.datetime.now(dt.timezone.utc), order="desc")
-        query["segmentFilters"].append({"type": "or", "predicates": [
-            {"type": "dimension", "dimension": "ani", "operator": "matches", "value": form} for form in
-            caller_forms(caller)]})
-        found = api(api_client, f"querying analytics for the calls from {caller}",
-                    "post_analytics_conversations_details_query", body=query)
-        live = []
-        for candidate in found.conversations or []:
-            try:
-                conversation = get_conversation(api_client, candidate.conversation_id)
-            except NoLiveCall:
-                continue  # analytics knew it, the conversation service no longer does
-            if not conversation_ended(conversation) and caller_of(conversation) == caller:
-                live.append(conversation)
-        if len(live) > 1:
-            listed = "; ".join(f"{c.id} ({where_is(c)}, since {iso(c.start_time) if c.start_time else '?'})"
-                               for c in live)
-            raise UsageError(f"{len(live)} live calls are from {caller}: {listed}; name the one to act on with "
-                             "--conversation-id")
-        if live:
-            return live[0]
-        if attempt < ANALYTICS_RETRIES:
-            log.info("no live call from %s found yet; asking analytics again in %.1fs", caller, ANALYTICS_RETRY_DELAY)
-            time.sleep(ANALYTICS_RETRY_DELAY)
-    raise NoLiveCall(f"no live voice call from {caller}; check the number (a withheld one cannot be found), or use "
-                     "--conversation-id")
+    def query() -> dict[str, Any]:
+        body = details_query({}, dt.datetime.now(dt.timezone.utc), order="desc")
+        body["segmentFilters"].append({"type": "or", "predicates": [
+            {"type": "dimension", "dimension": "ani", "operator": "matches", "value": form}
+            for form in caller_forms(caller)]})
+        return body
+
+    live = [conversation for conversation, _ in live_calls(
+        api_client, f"querying analytics for the calls from {caller}", query,
+        lambda conversation: (not conversation_ended(conversation) and caller_of(conversation) == caller) or None,
+        f"no live call from {caller} found")]
+    if len(live) > 1:
+        listed = "; ".join(f"{c.id} ({where_is(c)}, since {iso(c.start_time) if c.start_time else '?'})"
+                           for c in live)
+        raise UsageError(f"{len(live)} live calls are from {caller}: {listed}; name the one to act on with "
+                         "--conversation-id")
+    if not live:
+        raise NoLiveCall(f"no live voice call from {caller}; check the number (a withheld one cannot be found), or "
+                         "use --conversation-id")
+    return live[0]
 
 
 def find_call(api_client: Any, settings: Settings, plan: Plan) -> Call:
@@ -2143,13 +2148,17 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
     futures: list[concurrent.futures.Future[None]] = []
 
+    def halt_on(call: Call) -> None:
+        """Stop starting calls after an error every further one would hit (a routing one's cause, too)."""
+        cause = getattr(call.error, "cause", call.error)
+        if isinstance(cause, HALTING):
+            stop.halt(cause)
+
     def work(call: Call) -> None:
         if stop.is_set():
             return  # never sent: reported by the caller
         act_on_call(api_client, call, settings.wait, watch_live)
-        cause = getattr(call.error, "cause", call.error)
-        if isinstance(cause, HALTING):
-            stop.halt(cause)
+        halt_on(call)
         if call.done and call.move and not watch_live and settings.wait > 0:
             with lock:
                 awaiting[call.conversation_id] = call
@@ -2162,9 +2171,7 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
             call.routing, call.routing_reason = "failed", f"not sent: {stop.reason}"
         else:
             change_routing(api_client, call, confirm_live=False)
-            cause = getattr(call.error, "cause", None)
-            if isinstance(cause, HALTING):
-                stop.halt(cause)
+            halt_on(call)
         report.call(call)
 
     def submit(task: Callable[[Call], None], call: Call) -> None:
