@@ -15,12 +15,28 @@ org's rate limit, verify, and report one result line per call as soon as its out
 
 Credentials come from GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (an OAuth client-credentials
 client); the org from GENESYS_REGION or GENESYS_API_HOST. Flags win over the environment, which
-wins over a .env file. Exit codes: 0 done, 1 unexpected, 2 usage or configuration, 3 auth or
-permission, 4 no live call to act on, 5 refused or not confirmed, 6 unavailable (retry later),
-7 bulk partly failed, 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM. See README.md.
+wins over a .env file. Exit codes: 0 done; 8 partly done (something changed, not all of it was
+done or confirmed); every other code means nothing was changed: 1 unexpected, 2 usage or
+configuration, 3 auth or permission, 4 no live call to act on, 5 refused, 6 unavailable (retry
+later), 7 another run is acting on these calls (retry later), 129/130/143 stopped by
+SIGHUP/SIGINT/SIGTERM. See README.md.
 """
 
 from __future__ import annotations
+
+import os
+import signal
+import sys
+
+if __name__ == "__main__":  # first, before any slow import: a signal while starting ends the run cleanly
+    def stopped_while_starting(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        os.write(2, f"transfer_call: stopped by {name} while starting; nothing was sent\n".encode())
+        os._exit(128 + signum)
+
+    for stop_signal in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, stop_signal):
+            signal.signal(getattr(signal, stop_signal), stopped_while_starting)
 
 import argparse
 import collections
@@ -33,11 +49,8 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import random
 import re
-import signal
-import sys
 import threading
 import time
 import types
@@ -143,25 +156,29 @@ class ExitCode(enum.IntEnum):
     NO_LIVE_CALL = 4
     REFUSED = 5
     UNAVAILABLE = 6
-    PARTIAL = 7
+    BUSY = 7
+    PARTIAL = 8
     HANGUP = 129        # 128 + the signal's number, as shells report a process a signal ended
     INTERRUPTED = 130
     TERMINATED = 143
 
 
 EXIT_CODE_HELP = """\
-exit codes (retry?):
-  0    done: moved and verified, already in the target queue, or the dry-run plan was found
+exit codes (retry?): 0 and 8 say something was changed; every other code says nothing was
+  0    done: moved and verified, changed in place, nothing needed, or the dry-run plan was found
   1    unexpected error (no; report it, rerun with -v for the traceback)
-  2    usage or configuration error, or a named queue or user that does not exist (no; fix it)
+  2    usage or configuration error, or a named queue, user, skill or language that does not exist
+       (no; fix it)
   3    authentication failed or permission denied (no; fix the client or its role)
   4    no live call to act on: none found, or it ended or was answered first (no)
-  5    transfer refused by Genesys Cloud or not confirmed within --wait (check the call first)
+  5    refused by Genesys Cloud (no; read the message)
   6    Genesys Cloud unreachable or unavailable, or rate limited past the budget (yes, later)
-  7    bulk run partly failed (yes: moved calls are no longer in the source queue)
-  129  stopped by SIGHUP (terminal closed): transfers in flight finished, the rest not sent (rerun)
-  130  stopped by SIGINT (Ctrl-C): transfers in flight finished, the rest not sent (rerun)
-  143  stopped by SIGTERM (kill, a timeout): transfers in flight finished, the rest not sent (rerun)"""
+  7    another run on this machine is acting on these calls (yes, once it has finished)
+  8    partly done: something was changed (or may have been) but not all of it was done or
+       confirmed; read the result lines (yes: a rerun acts only on what is left)
+  129  stopped by SIGHUP (terminal closed) before anything was changed (yes)
+  130  stopped by SIGINT (Ctrl-C) before anything was changed (yes)
+  143  stopped by SIGTERM (kill, a timeout) before anything was changed (yes)"""
 
 
 # --- exceptions: library code raises these; only main() turns them into exit codes --------
@@ -199,17 +216,9 @@ class NoLiveCall(TransferCallError):
 
 
 class TransferRefused(TransferCallError):
-    """Raised when Genesys Cloud refuses the transfer or it is not seen within --wait."""
+    """Raised when Genesys Cloud refuses a change (the transfer, participant data, the routing)."""
 
     exit_code = ExitCode.REFUSED
-
-
-class RoutingNotChanged(TransferRefused):
-    """Recorded when a call moved but its routing change (priority, skills, language) was refused: the move stands."""
-
-    def __init__(self, message: str, *, cause: TransferCallError) -> None:
-        super().__init__(message, code=cause.code)
-        self.cause = cause
 
 
 class Unavailable(TransferCallError):
@@ -219,7 +228,13 @@ class Unavailable(TransferCallError):
 
 
 class OutcomeUnknown(Unavailable):
-    """Raised by the transport when a transfer POST got a 5xx or timed out: it may have been processed."""
+    """Raised by the transport when a transfer POST got no clear answer (5xx, timeout, undecodable): it may have been processed."""
+
+
+class Busy(TransferCallError):
+    """Raised when another run on this machine holds the lock on the same calls (the same source queue, or lists)."""
+
+    exit_code = ExitCode.BUSY
 
 
 class Stopped(TransferCallError):
@@ -233,13 +248,20 @@ class Stopped(TransferCallError):
 # --- settings -------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class UndoRecord:
-    """A call an earlier run transferred: to put back into from_queue_id if it still waits in queue_id."""
+class Listed:
+    """A call named in --conversations-file or --undo: its id and, from an earlier run's result line, what became of it."""
 
     conversation_id: str
-    from_queue_id: str | None
-    queue_id: str
     line: int
+    status: str | None = None           # None: a bare conversation id
+    routing: str | None = None          # the earlier run's routing step: applied | skipped | failed
+    from_queue_id: str | None = None
+    queue_id: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """The earlier run moved it, changed it or found nothing to do (a rerun must not act on it again)."""
+        return self.status in ("transferred", "updated", "skipped") and self.routing != "failed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,9 +279,10 @@ class Settings:
     queue_name: str | None = None
     caller: str | None = None                 # E.164, e.g. +13175551234
     from_queue: str | None = None
-    conversation_ids: tuple[str, ...] = ()     # --conversations-file, in order, each once
-    undo: tuple[UndoRecord, ...] = ()         # --undo: the moves to put back
+    listed: tuple[Listed, ...] = ()           # --conversations-file or --undo, in order, each call once
+    undo: bool = False                        # the listed calls go back where they came from
     source: str | None = None                 # the file the list or the records came from
+    output: str | None = None                 # --output: a file the result lines are appended to
     waiting_over: float | None = None         # --waiting-over, seconds
     limit: int | None = None
     yes: bool = False
@@ -468,8 +491,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
         problems.append(f"{which['user_email'][1]} {values['user_email']!r} is not an email address")
     caller = values.get("caller") and parse_caller(which["caller"][1], values["caller"], problems)
     source = values.get("conversations_file") or values.get("undo")
-    conversation_ids = read_conversation_list(source, problems) if "conversations_file" in values else ()
-    undo = read_undo_records(source, problems) if "undo" in values else ()
+    listed = read_listed(source, "undo" in values, problems) if source else ()
     waiting_over = None
     if args.waiting_over is not None:
         waiting_over = parse_duration(args.waiting_over, problems)
@@ -511,7 +533,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run,
                     wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check,
                     priority=priority, skills=skills, language=language, attributes=attributes, caller=caller,
-                    conversation_ids=conversation_ids, undo=undo, source=source, waiting_over=waiting_over)
+                    listed=listed, undo="undo" in values, source=source, waiting_over=waiting_over,
+                    output=args.output)
 
 
 def parse_caller(label: str, text: str, problems: list[str]) -> str | None:
@@ -553,59 +576,67 @@ def read_lines(path: str, problems: list[str]) -> list[str] | None:
         return None
 
 
-RESULT_LINE = re.compile(r"(?:transferred|updated|skipped|failed|not-sent|dry-run) (\S+)( .*)?")  # format_result
+# A text result line as format_result writes it: status, ids, then (notes) and ": reason", which the ids never hold.
+RESULT_LINE = re.compile(
+    r"(?P<status>transferred|updated|skipped|failed|not-sent|unknown|dry-run) (?P<conversationId>\S+)"
+    r"(?: participant (?P<participantId>\S+))?(?: from queue (?P<fromQueueId>\S+))?"
+    r"(?: (?:to|in) queue (?P<queueId>\S+))?(?: \((?P<notes>[^()]*)\))?(?:: .*)?")
 
 
-def read_conversation_list(path: str, problems: list[str]) -> tuple[str, ...]:
-    """--conversations-file: a line a call, by conversation id, JSON record or result line (text); each once.
+def parse_result_line(text: str) -> dict[str, Any] | None:
+    """The record an earlier run's result line holds, JSON (--json) or text; None when it is neither."""
+    if text.startswith("{"):
+        try:
+            record = json.loads(text)
+        except ValueError:
+            return None
+        return record if isinstance(record, dict) else None
+    match = RESULT_LINE.fullmatch(text)
+    if not match:
+        return None
+    record = match.groupdict()
+    routing = re.search(r"\brouting (applied|skipped|failed)\b", record.pop("notes") or "")
+    return {**record, "routing": routing and routing.group(1), "fromQueueId": record["fromQueueId"]
+            or (record["queueId"] if " in queue " in text.split(" (")[0] else None)}
 
-    Blank lines and # comments are ignored. Every malformed line is a problem naming its number.
+
+def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...]:
+    """The calls --conversations-file (ids, or result lines) or --undo (result lines) names: the last line of each.
+
+    An earlier run may have written two lines for a call (moved, then verified): the last one
+    holds what became of it. Blank lines and # comments are ignored. A malformed line is named
+    by its number, never quoted: the file may be one that holds a secret (.env).
     """
-    lines, ids, bad = read_lines(path, problems), [], []
+    lines, listed, bad = read_lines(path, problems), {}, []
     for number, line in enumerate(lines or [], 1):
-        text = line.split("#", 1)[0].strip() if not line.lstrip().startswith("{") else line.strip()
-        if not text:
+        text = line.strip()
+        if not text.startswith("{") and is_uuid(text.split("#", 1)[0].strip()):
+            text = text.split("#", 1)[0].strip()  # an id with a comment after it
+        if not text or text.startswith("#"):
             continue
-        try:
-            value = json.loads(text)["conversationId"] if text.startswith("{") else text
-        except (ValueError, KeyError, TypeError):
-            value = None
-        if isinstance(value, str) and (result := RESULT_LINE.fullmatch(value)):
-            value = result.group(1)
-        if isinstance(value, str) and is_uuid(value):
-            ids.append(value.lower())
-        else:
-            bad.append(f"line {number} ({line.strip()[:60]!r})")
+        record = parse_result_line(text) if undo or not is_uuid(text) else {"conversationId": text, "status": None}
+        ids = [record.get(key) for key in ("conversationId", "fromQueueId", "queueId")] if record else [None]
+        if not (isinstance(ids[0], str) and all(i is None or isinstance(i, str) and is_uuid(i) for i in ids)):
+            bad.append(number)
+            continue
+        conversation_id = ids[0].lower()
+        listed.pop(conversation_id, None)  # the last line of a call counts, and its place in the list
+        listed[conversation_id] = Listed(conversation_id, number, record.get("status"), record.get("routing"),
+                                         *(i and i.lower() for i in ids[1:]))
     where = "standard input" if path == "-" else path
     if bad:
-        problems.append(f"{where}: {', '.join(bad[:5])}{' and more' if len(bad) > 5 else ''} "
-                        f"{'is' if len(bad) == 1 else 'are'} not a conversation id or a JSON record with one")
-    elif lines is not None and not ids:
+        numbers = ", ".join(map(str, bad[:5])) + (" and more" if len(bad) > 5 else "")
+        expected = "a result line of an earlier run" if undo else "a conversation id or a result line of an earlier run"
+        problems.append(f"{where}: line{'s' if len(bad) > 1 else ''} {numbers} {'is' if len(bad) == 1 else 'are'} "
+                        f"not {expected} (wrong file?)")
+    elif lines is not None and not listed:
         problems.append(f"{where} lists no conversation ids")
-    return tuple(dict.fromkeys(ids))
-
-
-def read_undo_records(path: str, problems: list[str]) -> tuple[UndoRecord, ...]:
-    """--undo: the `transferred` records of an earlier run's --json output, the last one of each call."""
-    lines, records, bad = read_lines(path, problems), {}, []
-    for number, line in enumerate(lines or [], 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if record.get("status") == "transferred":
-                records[record["conversationId"]] = UndoRecord(record["conversationId"], record.get("fromQueueId"),
-                                                               record["queueId"], number)
-        except (ValueError, KeyError, AttributeError, TypeError):
-            bad.append(f"line {number}")
-    where = "standard input" if path == "-" else path
-    if bad:
-        problems.append(f"{where}: {', '.join(bad[:5])}{' and more' if len(bad) > 5 else ''} "
-                        f"{'is' if len(bad) == 1 else 'are'} not a JSON result record; --undo reads the --json output "
-                        "of an earlier run")
-    elif lines is not None and not records:
-        problems.append(f"{where} has no record of a transferred call: nothing to undo")
-    return tuple(records.values())
+    if undo and not bad and listed:
+        moved = {cid: entry for cid, entry in listed.items() if entry.status == "transferred"}
+        if not moved:
+            problems.append(f"{where} has no record of a transferred call: nothing to undo")
+        listed = moved
+    return tuple(listed.values())
 
 
 def routing_settings(args: argparse.Namespace, problems: list[str]) -> tuple[int | None, tuple[str, ...] | None,
@@ -832,6 +863,7 @@ class Plan:
     in_place: bool = False           # the calls stay where they wait; only their routing or data change
     routing: Mapping[str, Any] = dataclasses.field(default_factory=dict)     # RoutingConversationAttributesRequest
     attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # participant data for the customer
+    verify: bool = True              # False with --wait 0: a move counts as done once accepted
 
     @property
     def changes(self) -> bool:
@@ -841,10 +873,16 @@ class Plan:
 
 @dataclasses.dataclass
 class Call:
-    """One call the run acts on (the leg to replace, where it goes) and, once decided, what became of it."""
+    """One call the run acts on (the leg to replace, where it goes) and what became of it: its one outcome.
+
+    The facts are set as they become known: `moved` (yes, no or unknown) once the transfer was
+    answered or watched, `verified` once the call was seen where it went, `routing` once its
+    routing change was answered. The status, the record, the summary and the exit code are all
+    derived from them (status, done, changed), never set on their own.
+    """
 
     conversation_id: str
-    participant_id: str
+    participant_id: str | None
     purpose: str | None = None             # the leg replaced: agent, or acd for a call waiting in a queue
     user_id: str | None = None
     from_queue_id: str | None = None
@@ -855,31 +893,76 @@ class Call:
     known_legs: frozenset[str] = frozenset()  # the call's participants before the transfer (see transfer_landed)
     move: bool = True                      # False: changed in place, where it waits
     plan: Plan = dataclasses.field(default_factory=Plan)
-    status: str | None = None              # transferred | updated | skipped | failed | not-sent | dry-run
+    # --- the outcome ---
+    moved: str | None = None               # yes | no | unknown; None: no transfer answered yet (or none to send)
     verified: bool = False
-    reason: str | None = None
-    error: TransferCallError | None = None
+    data_written: bool = False             # the plan's participant data was accepted
     routing: str | None = None             # applied | skipped | failed, when the plan changes routing
     routing_reason: str | None = None
+    skipped: bool = False                  # nothing to do, or nothing could be done: the call is gone or was answered
+    sent: bool = False                     # a change request went out for it
+    dry_run: bool = False
+    reason: str | None = None
+    error: TransferCallError | None = None
     requests: list[str] | None = None      # what a dry run would send
     cut_short: bool = False                # a signal stopped it before it was sent, or before it was verified
     started: float | None = None
     elapsed_ms: int | None = None
+    reported: bool = False                 # its final line was written
+
+    def skip(self, reason: str, error: TransferCallError | None = None) -> None:
+        """Nothing to do for this call (already there, done earlier), or nothing possible (ended, answered first)."""
+        self.skipped, self.reason, self.error = True, reason, error
+        self.moved = self.moved or "no"
+
+    def fail(self, reason: str, error: TransferCallError | None = None) -> None:
+        self.reason, self.error = reason, error
+
+    @property
+    def changed(self) -> bool:
+        """Something in the org was (or may have been) changed for this call."""
+        return self.moved in ("yes", "unknown") or self.data_written or self.routing == "applied"
 
     @property
     def done(self) -> bool:
-        """Moved (or changed in place) as asked, and verified unless verification was turned off."""
-        return self.status in ("transferred", "updated") and self.error is None and self.routing != "failed"
+        """All that was asked for this call was done (verified where verification was asked), or nothing was needed."""
+        if self.dry_run or self.skipped:
+            return True
+        if self.error is not None or self.cut_short or self.routing == "failed":
+            return False
+        if self.move:
+            return self.moved == "yes" and (self.verified or not self.plan.verify)
+        return (self.routing == "applied" or not self.plan.routing) and \
+            (self.data_written or not self.plan.attributes)
 
-    def finish(self, status: str, reason: str | None = None, error: TransferCallError | None = None) -> None:
-        self.status, self.reason, self.error = status, reason or self.reason, error
+    @property
+    def status(self) -> str:
+        if self.dry_run:
+            return "dry-run"
+        if self.moved == "yes":
+            return "transferred"
+        if self.moved == "unknown":
+            return "unknown"
+        if self.skipped:
+            return "skipped"
+        if self.done:
+            return "updated"
+        return "not-sent" if self.moved is None and self.error is None and (self.cut_short or not self.sent) \
+            else "failed"
+
+    @property
+    def final(self) -> bool:
+        """No later line will follow for this call (a moved call's first line comes before its verification)."""
+        return self.moved != "yes" or self.verified or self.done or self.reason is not None or self.cut_short or \
+            self.routing is not None
 
     def record(self) -> dict[str, Any]:
         """The call's result line as --json prints it (Report adds the timestamp)."""
         record: dict[str, Any] = {
             "conversationId": self.conversation_id, "participantId": self.participant_id, "purpose": self.purpose,
             "userId": self.user_id, "fromQueueId": self.from_queue_id, "queueId": self.queue_id,
-            "queueName": self.queue_name, "status": self.status, "verified": self.verified, **self.plan.routing}
+            "queueName": self.queue_name, "status": self.status, "moved": self.moved or "no",
+            "verified": self.verified, "final": self.final, **self.plan.routing}
         optional = {"reason": self.reason, "errorCode": self.error and self.error.code, "requests": self.requests,
                     "elapsedMs": self.elapsed_ms, "attributes": dict(self.plan.attributes) or None,
                     "routing": self.routing, "routingReason": self.routing_reason}
@@ -889,23 +972,26 @@ class Call:
 
 
 def format_result(result: Mapping[str, Any], as_json: bool) -> str:
-    """One stdout line for one call: plain text, or a JSON object with --json."""
+    """One stdout line for one call: plain text, or a JSON object with --json (RESULT_LINE reads both back)."""
     if as_json:
         return json.dumps(result, sort_keys=True)
     status, reason = result["status"], result.get("reason")
-    place = "in queue" if result["queueId"] == result["fromQueueId"] else "to queue"  # in place: where it waits
+    in_place = result["queueId"] == result["fromQueueId"]
+    places = [f"in queue {result['queueId']}"] if in_place and result["queueId"] else [
+        *([f"from queue {result['fromQueueId']}"] * bool(result["fromQueueId"])),
+        *([f"to queue {result['queueId']}"] * bool(result["queueId"]))]
     subject = " ".join([result["conversationId"], *([f"participant {result['participantId']}"] * bool(
-        result["participantId"])), *([f"{place} {result['queueId']}"] * bool(result["queueId"]))])
-    notes = []
-    if status == "transferred" and not reason:
-        notes.append("verified" if result["verified"] else "not verified")
-    if result.get("routing"):
-        notes.append(f"routing {result['routing']}" + (f": {result['routingReason']}" if result.get("routingReason")
-                                                         else ""))
+        result["participantId"])), *places])
     if status == "dry-run":
         waited = f" (waiting {result['waitingSeconds']}s)" if result.get("waitingSeconds") is not None else ""
         return f"dry-run {subject}{waited}: would send {'; then '.join(result['requests'])}"
-    return f"{status} {subject}" + (f": {reason}" if reason else "") + (f" ({'; '.join(notes)})" if notes else "")
+    notes = [{"yes": "moved", "no": "not moved", "unknown": "may have moved"}[result["moved"]]]
+    if result["moved"] == "yes":
+        notes.append("verified" if result["verified"] else "verifying" if not result["final"] else "not verified")
+    if result.get("routing"):
+        notes.append(f"routing {result['routing']}")
+    reasons = [text for text in (reason, result.get("routingReason")) if text]
+    return f"{status} {subject} ({', '.join(notes)})" + (f": {'; '.join(reasons)}" if reasons else "")
 
 
 # --- the run's state: when to stop, and what to report ---------------------------------------
@@ -967,53 +1053,66 @@ class Stop:
 
 
 class Report:
-    """Result lines on stdout, one per call, flushed as each becomes final; progress and the summary on stderr.
+    """Result lines on stdout (and --output), one per call as each fact becomes known; progress and the summary on stderr.
 
-    A closed stdout (`| head -1`, a log shipper that died) stops the result lines, never the run.
+    A moved call gets its line the moment the transfer is accepted, and a second one once it was
+    verified (or not): a record lost to SIGKILL is at most a request in flight. A closed stdout
+    (`| head -1`, a log shipper that died) stops the result lines there, never the run.
     """
 
-    def __init__(self, as_json: bool, stream: Any = None) -> None:
+    def __init__(self, as_json: bool, stream: Any = None, output: Any = None) -> None:
         self.as_json = as_json
-        self.stream = stream
+        self.streams = {"stdout": stream, "--output": output} if output else {"stdout": stream}
         self.transport: Transport | None = None
-        self.counts: collections.Counter[str] = collections.Counter()
+        self.counts: collections.Counter[str] = collections.Counter()  # final statuses
+        self.moved: set[str] = set()   # conversations whose transfer was accepted
         self.verified = 0
         self.total = 0
+        self.changed = False           # something in the org was (or may have been) changed
         self.requests_before = 0  # requests sent before the calls were (lookups, listing)
         self.bar: Any = None      # the live progress line on a terminal (tqdm)
         self.routing_failed = 0
-        self.broken = False
+        self.broken: set[str] = set()
         self.started = time.monotonic()
         self._logged = 0.0
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
-        """Write one line of results to stdout, unless writing there failed before."""
-        stream = self.stream or sys.stdout
+        """Write one line of results to stdout and the --output file, each unless writing there failed before."""
         with self._lock:
-            if self.broken:
-                return
-            try:
-                if self.bar is not None and stream.isatty():  # above the live line, which is then redrawn
-                    self.bar.write(text, file=stream)
-                else:
-                    stream.write(text + "\n")
-                stream.flush()
-            # A reader gone (EPIPE), a full disk (ENOSPC), a terminal gone (EIO), a closed descriptor
-            # (sys.stdout is None) or stream (ValueError): the calls go on whatever happens to stdout.
-            except (OSError, ValueError, AttributeError) as exc:
-                self.broken = True
-                log.warning("cannot write results to stdout (%s); no more result lines are written, the run "
-                            "goes on", exc.strerror if isinstance(exc, OSError) else type(exc).__name__)
-                silence(stream)
+            for name, stream in self.streams.items():
+                stream = stream or sys.stdout if name == "stdout" else stream
+                if name in self.broken:
+                    continue
+                try:
+                    if self.bar is not None and stream.isatty():  # above the live line, which is then redrawn
+                        self.bar.write(text, file=stream)
+                    else:
+                        stream.write(text + "\n")
+                    stream.flush()
+                # A reader gone (EPIPE), a full disk (ENOSPC), a terminal gone (EIO), a closed descriptor
+                # (sys.stdout is None) or stream (ValueError): the calls go on whatever happens to stdout.
+                except (OSError, ValueError, AttributeError) as exc:
+                    self.broken.add(name)
+                    log.warning("cannot write results to %s (%s); no more result lines are written there, the run "
+                                "goes on", name, exc.strerror if isinstance(exc, OSError) else type(exc).__name__)
+                    if name == "stdout":
+                        silence(stream)
 
     def call(self, call: Call) -> None:
-        """Report one call whose outcome is final."""
-        if call.started is not None:  # from its first request to its final outcome, in every mode
+        """Write the call's line: a fact just learnt (its transfer accepted), or its final outcome."""
+        final = call.final
+        if final and call.started is not None:  # from its first request to its final outcome, in every mode
             call.elapsed_ms = round((time.monotonic() - call.started) * 1000)
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         self.line(format_result({**call.record(), "timestamp": now}, self.as_json))
         with self._lock:
+            self.changed = self.changed or call.changed
+            if call.moved == "yes":
+                self.moved.add(call.conversation_id)
+            if not final:
+                return
+            call.reported = True
             self.counts[call.status] += 1
             self.verified += call.verified
             self.routing_failed += call.routing == "failed"
@@ -1050,12 +1149,12 @@ class Report:
                     self.bar = None
 
     def tally(self) -> str:
-        """What became of the calls so far: moved (or updated in place), skipped, failed, not sent."""
+        """What became of the calls so far: moved (accepted; verified), updated in place, skipped, failed, not sent."""
         counts = self.counts
-        acted = [f"moved {counts['transferred']} ({self.verified} verified)"] if counts["transferred"] or \
-            not counts["updated"] else []
+        acted = [f"moved {len(self.moved)} ({self.verified} verified)"] if self.moved or not counts["updated"] else []
         acted += [f"updated {counts['updated']}"] if counts["updated"] else []
         acted += [f"routing not set on {self.routing_failed}"] if self.routing_failed else []
+        acted += [f"outcome unknown {counts['unknown']}"] if counts["unknown"] else []
         return ", ".join([*acted, f"skipped {counts['skipped']}", f"failed {counts['failed']}",
                           f"not sent {counts['not-sent']}"])
 
@@ -1083,7 +1182,7 @@ class Report:
     def summary(self) -> None:
         """The closing line of a bulk run, on stderr even when stdout is closed."""
         elapsed = time.monotonic() - self.started
-        acted = self.counts["transferred"] + self.counts["updated"]
+        acted = len(self.moved) + self.counts["updated"]
         sent, limited = (self.transport.requests_sent, self.transport.rate_limited) if self.transport else (0, 0)
         rate = f" ({acted / elapsed * 60:.0f} calls/min)" if elapsed >= 1 else ""  # no rate from a blink
         log.info("done: %s in %.1fs%s; %s (%.2f per call moved or updated), %d answered 429", self.tally(), elapsed,
@@ -1132,20 +1231,25 @@ class Transport:
     - 429: the request was not processed (Genesys says so), so wait Retry-After and resend.
     - 500/502/503/504, answers that are not JSON, timeouts, dropped connections: resend reads
       and queries with backoff.
-    - The transfer POST is different: after a 5xx or a timeout it may have been processed, so
-      it raises OutcomeUnknown and the caller reads the conversation before deciding anything.
+    - The transfer POST is different: after a 5xx, a timeout or an answer that cannot be
+      decoded it may have been processed, so it raises OutcomeUnknown and the caller watches the
+      conversation before deciding anything (Org.transfer).
     - 401 on an API call: fetch a new token once and resend (tokens expire mid-run).
     - A host that never answered (DNS failure, connection refused) is tried for a few seconds only.
     - Once a signal asked the run to stop, no request is sent (Stop.check).
-    The budget bounds the total time spent waiting to retry; past it the run ends with exit 6.
+    - Requests go to the org's origins only (its API host and login host): not where an SDK
+      setting (its [gateway] configuration) would send them.
+    The budget bounds the wall time during which the run waits to retry, however many workers
+    wait at once; past it the run ends with exit 6.
     """
 
-    def __init__(self, client: httpx.Client, *, retry_budget: float, stop: Stop,
+    def __init__(self, client: httpx.Client, *, retry_budget: float, stop: Stop, origins: frozenset[str],
                  sleep: Callable[[float], None] | None = None) -> None:
         import httpx
 
         self.client = client
-        self._network_errors = (httpx.TimeoutException, httpx.TransportError)
+        self.origins = origins
+        self._network_errors = httpx.RequestError  # timeouts, dropped connections, undecodable answers
         self._never_sent = (httpx.ConnectError, httpx.ConnectTimeout)  # nothing reached Genesys
         self._timeouts = httpx.TimeoutException
         self._api_exception = load_sdk().ApiException
@@ -1156,6 +1260,8 @@ class Transport:
         self.requests_sent = 0
         self.rate_limited = 0
         self.retry_spent = 0.0
+        self._charged_until = 0.0               # retry_spent covers waits up to this moment (wall time)
+        self._worker = threading.local()
         self.reached = False                    # has the host answered anything yet?
         self._lock = threading.Lock()
         # What the last inin-ratelimit-* headers said, less what was sent since: None = unknown.
@@ -1169,8 +1275,11 @@ class Transport:
     def request(self, options: Any) -> Response:
         parts = urllib.parse.urlsplit(options.url)
         path, host = parts.path, parts.netloc
+        if f"{parts.scheme}://{host}" not in self.origins:
+            raise UsageError(f"refusing to send a request to {parts.scheme}://{host}: requests go only to the org "
+                             f"({' and '.join(sorted(self.origins))})")
         is_token_request = path.endswith("/oauth/token")
-        is_transfer = options.method == "POST" and path.endswith("/replace/queue")
+        is_transfer = options.method == "POST" and path.endswith(("/replace/queue", "/replace"))
         headers = dict(options.headers)
         reauthenticated = False
         attempt = 0
@@ -1186,7 +1295,7 @@ class Transport:
                 never_sent = isinstance(exc, self._never_sent)
                 described = describe_network_error(exc, isinstance(exc, self._timeouts))
                 if is_transfer and not never_sent:
-                    raise OutcomeUnknown(f"the transfer request to {host} failed with {type(exc).__name__}; "
+                    raise OutcomeUnknown(f"the transfer request to {host} got no clear answer ({type(exc).__name__}); "
                                          "it may or may not have been processed") from None
                 if never_sent and not self.reached:  # a wrong host or no network: say so soon
                     self._wait_to_retry(backoff(attempt), f"cannot reach {host}: {described}",
@@ -1292,15 +1401,25 @@ class Transport:
 
     def _wait_to_retry(self, delay: float, what: str, failed_attempt_time: float, *, budget: float | None = None,
                        fix: str = "try again later or raise GENESYS_RETRY_BUDGET", quiet: bool = False) -> None:
-        """Sleep before a retry, or raise Unavailable when that would overrun the budget (`quiet`: retries at -v)."""
+        """Sleep before a retry, or raise Unavailable when that would overrun the budget (`quiet`: retries at -v).
+
+        The budget is wall time: the failed attempt and the wait ahead count once however many
+        workers fail and wait over the same seconds (four 429s at once spend one Retry-After).
+        """
         with self._lock:
-            spent = self.retry_spent + failed_attempt_time
-            if budget is not None and spent + delay > budget:
+            # This worker's clock: it cannot be earlier than the end of its own last wait (which an
+            # injected sleep, in tests, does not really spend).
+            now = max(time.monotonic(), getattr(self._worker, "resume", 0.0))
+            begin = max(now - failed_attempt_time, self._charged_until)
+            spent = self.retry_spent + max(0.0, now - begin)
+            after = spent + max(0.0, now + delay - max(now, self._charged_until))
+            if budget is not None and after > budget:
                 raise Unavailable(f"{what}; gave up after {spent:.1f}s; {fix}")
-            if spent + delay > self.retry_budget:
+            if after > self.retry_budget:
                 raise Unavailable(f"{what}; gave up after {spent:.1f}s of retries (retry budget "
                                   f"{self.retry_budget:g}s; the next wait would have been {delay:.1f}s); {fix}")
-            self.retry_spent = spent + delay
+            self.retry_spent, self._charged_until = after, max(self._charged_until, now + delay)
+            self._worker.resume = now + delay
         log.log(logging.DEBUG if quiet else logging.INFO, "%s; retrying in %.1fs", what, delay)
         self.sleep(delay)
         with self._pace:  # this request waited out the pause: it may go first (and wake the others)
@@ -1393,9 +1512,13 @@ def lazy_attribute(module: types.ModuleType, exports: Mapping[str, str], attribu
     return value
 
 
-def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = None,
-                    sleep: Callable[[float], None] | None = None, stop: Stop | None = None) -> Any:
-    """An SDK ApiClient whose HTTP goes through our httpx Transport (tests pass a MockTransport)."""
+def make_org(settings: Settings, transport: httpx.BaseTransport | None = None,
+             sleep: Callable[[float], None] | None = None, stop: Stop | None = None) -> Org:
+    """The seam to the org: an SDK ApiClient whose HTTP goes through our httpx Transport (tests pass a MockTransport).
+
+    Requests go to the org and nowhere else: the SDK's [gateway] configuration (from
+    ~/.genesyscloudpython/config) is dropped, and httpx ignores proxy variables (trust_env=False).
+    """
     httpx = import_dependency("httpx")
     sdk = load_sdk()
 
@@ -1410,16 +1533,29 @@ def make_api_client(settings: Settings, transport: httpx.BaseTransport | None = 
     timeout = httpx.Timeout(settings.timeout, connect=min(CONNECT_TIMEOUT, settings.timeout))
     # Loading the CA bundle takes ~30 ms; plain http (allowed only to loopback) never uses it.
     verify = urllib.parse.urlsplit(settings.base_url).scheme == "https"
-    client = httpx.Client(transport=transport, timeout=timeout, verify=verify,
+    proxies = sorted(name for name in os.environ if name.lower() in PROXY_VARIABLES and os.environ[name])
+    if proxies:
+        log.warning("ignoring %s: requests go straight to %s", ", ".join(proxies), settings.base_url)
+    client = httpx.Client(transport=transport, timeout=timeout, verify=verify, trust_env=False,
                           headers={"User-Agent": f"transfer_call/{__version__}"})
     api_client = sdk.ApiClient(host=settings.base_url)
-    api_client.set_http_client(HttpClient(Transport(client, retry_budget=settings.retry_budget,
-                                                    stop=stop or Stop(), sleep=sleep)))
-    return api_client
+    gateway = api_client.gateway_configuration
+    if gateway is not None and gateway.host:
+        log.warning("ignoring the [gateway] section of ~/.genesyscloudpython/config (host %s): requests go only to "
+                    "%s", gateway.host, settings.base_url)
+    api_client.gateway_configuration = None
+    origins = frozenset(origin(url) for url in (settings.base_url, api_client.get_conf_url("login", settings.base_url)))
+    api_client.set_http_client(HttpClient(Transport(client, retry_budget=settings.retry_budget, stop=stop or Stop(),
+                                                    origins=origins, sleep=sleep)))
+    return Org(api_client, settings)
 
 
-def transport_of(api_client: Any) -> Transport:
-    return api_client.get_http_client().transport
+PROXY_VARIABLES = frozenset({"http_proxy", "https_proxy", "all_proxy"})
+
+
+def origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def error_details(exc: Any) -> tuple[int, str | None, str, str | None]:
@@ -1460,50 +1596,125 @@ def api_error(exc: Any, action: str, missing: str | None = None) -> TransferCall
     return TransferRefused(f"{action}: Genesys Cloud answered {status} {code}: {message}{ref}", code=code)
 
 
-def send(api_client: Any, operation: str, *, path: Mapping[str, str] | None = None,
-         query: Mapping[str, Any] | None = None, body: Any = None) -> Any:
-    """Send one request of OPERATIONS through the SDK's ApiClient, as its API class would; raises ApiException."""
-    method, resource_path, answer_model = OPERATIONS[operation]
-    return api_client.call_api(resource_path, method, path_params=dict(path or {}), query_params=dict(query or {}),
-                               header_params={"Accept": "application/json", "Content-Type": "application/json"},
-                               body=body, post_params=[], files={}, response_type=answer_model,
-                               auth_settings=["PureCloud OAuth"])
+class Org:
+    """The one seam to the org: the SDK's ApiClient with our Transport (host, token, pacing, retries, counts).
 
+    It sends every request (OPERATIONS), and owns the rules that must hold whatever mode runs:
+    the transfer sent once however its answer is lost (transfer), and a lock per source so that
+    two runs on one machine do not act on the same calls (lock).
+    """
 
-def api(api_client: Any, action: str, operation: str, *, missing: str | None = None, **request: Any) -> Any:
-    """send() one request, turning its ApiException into our exceptions (see api_error for `missing`)."""
-    try:
-        return send(api_client, operation, **request)
-    except load_sdk().ApiException as exc:
-        raise api_error(exc, action, missing) from None
+    def __init__(self, api_client: Any, settings: Settings) -> None:
+        self.client = api_client
+        self.transport: Transport = api_client.get_http_client().transport
+        self.base_url = settings.base_url
+        self.wait = settings.wait
+        self._locks: list[Any] = []
 
+    def send(self, operation: str, *, path: Mapping[str, str] | None = None,
+             query: Mapping[str, Any] | None = None, body: Any = None) -> Any:
+        """Send one request of OPERATIONS through the SDK's ApiClient, as its API class would; raises ApiException."""
+        method, resource_path, answer_model = OPERATIONS[operation]
+        return self.client.call_api(resource_path, method, path_params=dict(path or {}),
+                                    query_params=dict(query or {}),
+                                    header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                                    body=body, post_params=[], files={}, response_type=answer_model,
+                                    auth_settings=["PureCloud OAuth"])
 
-def authenticate(api_client: Any, settings: Settings) -> None:
-    """Get a client-credentials token, and arrange for a new one when a 401 comes mid-run."""
-    def fetch_token() -> str:
+    def api(self, action: str, operation: str, *, missing: str | None = None, **request: Any) -> Any:
+        """send() one request, turning its ApiException into our exceptions (see api_error for `missing`)."""
         try:
-            api_client.get_client_credentials_token(settings.client_id, settings.client_secret)
+            return self.send(operation, **request)
         except load_sdk().ApiException as exc:
-            status, code, _, _ = error_details(exc)
-            # Reworded, never echoed: the token endpoint's answer is not ours to print.
-            if status in (400, 401, 403):
-                raise AuthError(f"authentication failed (HTTP {status}{' ' + code if code else ''}); check "
-                                "GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET, and that the OAuth client uses the "
-                                "Client Credentials grant in this region", code=code) from None
-            raise Unavailable(f"the token endpoint answered HTTP {status}; try again later", code=code) from None
-        except (ValueError, KeyError):
-            raise Unavailable("the token endpoint did not answer with a token; check GENESYS_API_HOST "
-                              "or GENESYS_REGION") from None
-        return api_client.access_token
+            raise api_error(exc, action, missing) from None
 
-    fetch_token()
-    transport_of(api_client).reauthenticate = fetch_token
+    def conversation(self, conversation_id: str) -> Any:
+        return self.api(f"reading conversation {conversation_id}", "get_conversation",
+                        path={"conversationId": conversation_id})
+
+    def authenticate(self, client_id: str, client_secret: str) -> None:
+        """Get a client-credentials token, and arrange for a new one when a 401 comes mid-run."""
+        def fetch_token() -> str:
+            try:
+                self.client.get_client_credentials_token(client_id, client_secret)
+            except load_sdk().ApiException as exc:
+                status, code, _, _ = error_details(exc)
+                # Reworded, never echoed: the token endpoint's answer is not ours to print.
+                if status in (400, 401, 403):
+                    raise AuthError(f"authentication failed (HTTP {status}{' ' + code if code else ''}); check "
+                                    "GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET, and that the OAuth client uses the "
+                                    "Client Credentials grant in this region", code=code) from None
+                raise Unavailable(f"the token endpoint answered HTTP {status}; try again later", code=code) from None
+            except (ValueError, LookupError, TypeError):  # the SDK parses the answer as [answer][0]["access_token"]
+                self.client.access_token = None
+            token = self.client.access_token
+            if not isinstance(token, str) or not token:
+                raise Unavailable("the token endpoint answered without an access token; check GENESYS_API_HOST or "
+                                  "GENESYS_REGION (is it a Genesys Cloud org?), or try again later")
+            return token
+
+        fetch_token()
+        self.transport.reauthenticate = fetch_token
+
+    @property
+    def requests_sent(self) -> int:
+        return self.transport.requests_sent
+
+    def close(self) -> None:
+        """Release the locks this run holds and the connections it keeps (the process's end does both, too)."""
+        for handle in self._locks:
+            handle.close()
+        self._locks.clear()
+        self.transport.client.close()
+
+    def lock(self, what: str) -> None:
+        """Hold, until the process ends, this machine's lock on `what` in this org; raise Busy when another run has it.
+
+        A file lock (flock) in a per-user runtime folder: the kernel releases it however the
+        process ends, SIGKILL included. It does not reach other machines.
+        """
+        try:
+            import fcntl
+        except ImportError:  # not on this platform (Windows): say so once, and go on unlocked
+            log.debug("no file locks on this platform: overlapping runs are not prevented")
+            return
+        import hashlib
+        import tempfile
+
+        folder = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(),
+                              "transfer_call" if os.environ.get("XDG_RUNTIME_DIR") else f"transfer_call-{os.getuid()}")
+        name = hashlib.sha256(f"{self.base_url} {what}".encode()).hexdigest()[:24]
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            handle = open(os.path.join(folder, f"{name}.lock"), "a+", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot create a lock file in {folder}: {exc.strerror}; set XDG_RUNTIME_DIR to a folder "
+                             "of yours") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another run"
+            handle.close()
+            raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then run "
+                       "again") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"transfer_call run {os.getpid()} (started "
+                     f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})")
+        handle.flush()
+        self._locks.append(handle)
 
 
-def find_user_by_email(api_client: Any, email: str) -> str:
+def authenticate(org: Org, settings: Settings) -> None:
+    """Get a client-credentials token for the settings' OAuth client."""
+    org.authenticate(settings.client_id, settings.client_secret)
+
+
+def find_user_by_email(org: Org, email: str) -> str:
     """The id of the one user whose email is this one, ignoring case."""
     body = {"query": [{"type": "EXACT", "fields": ["email"], "value": email}]}  # UserSearchRequest
-    found = api(api_client, f"looking up user {email}", "post_users_search", body=body)
+    found = org.api(f"looking up user {email}", "post_users_search", body=body)
     ids = [user.id for user in found.results or [] if (user.email or "").lower() == email.lower()]
     if not ids:
         raise NotFound(f"no user has the email {email}; check the address (or the divisions granted to the "
@@ -1511,7 +1722,7 @@ def find_user_by_email(api_client: Any, email: str) -> str:
     return ids[0]
 
 
-def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None,
+def queue_to_use(org: Org, queue_id: str | None, queue_name: str | None,
                  check: bool) -> tuple[str, str | None]:
     """(id, name) of a queue: looked up when named or when `check`; an id alone is taken as given (no name).
 
@@ -1520,16 +1731,16 @@ def queue_to_use(api_client: Any, queue_id: str | None, queue_name: str | None,
     """
     if queue_id and not check:
         return queue_id, None
-    return resolve_queue(api_client, queue_id, queue_name)
+    return resolve_queue(org, queue_id, queue_name)
 
 
-def resolve_queue(api_client: Any, queue_id: str | None, queue_name: str | None) -> tuple[str, str]:
+def resolve_queue(org: Org, queue_id: str | None, queue_name: str | None) -> tuple[str, str]:
     """(id, name) of a queue, which must exist, be visible, and (by name, ignoring case) be unique."""
-    queue = resolve_named(api_client, "queue", queue_id or queue_name)
+    queue = resolve_named(org, "queue", queue_id or queue_name)
     return queue.id, queue.name
 
 
-def resolve_named(api_client: Any, kind: str, value: str) -> Any:
+def resolve_named(org: Org, kind: str, value: str) -> Any:
     """The one queue, skill or language (`kind`, see NAMED) with this id, or with this name ignoring case.
 
     Genesys lists the names that match the value (queues: exactly, with * wildcards; skills: that
@@ -1540,14 +1751,14 @@ def resolve_named(api_client: Any, kind: str, value: str) -> Any:
     active = "active " if active_only else ""
     visible = "visible to this OAuth client; check the {}, and the divisions granted to the client's role"
     if is_uuid(value):
-        entity = api(api_client, f"reading {kind} {value}", read_one, path={id_parameter: value},
+        entity = org.api(f"reading {kind} {value}", read_one, path={id_parameter: value},
                      missing=f"{kind} {value} does not exist or is not {visible.format('id')}")
         if active_only and entity.state != "active":
             raise NotFound(f"{kind} {entity.name} ({value}) is {entity.state}; give an active one")
         return entity
     named, page, pages = [], 1, 1
     while page <= pages:
-        found = api(api_client, f"looking up {kind} {value!r}", listing,
+        found = org.api(f"looking up {kind} {value!r}", listing,
                     query={"name": value, "pageSize": PAGE_SIZE, "pageNumber": page})
         named += [e for e in found.entities or [] if (e.name or "").lower() == value.lower()]
         page, pages = page + 1, found.page_count or 1
@@ -1563,12 +1774,7 @@ def resolve_named(api_client: Any, kind: str, value: str) -> Any:
     return matches[0]
 
 
-def get_conversation(api_client: Any, conversation_id: str) -> Any:
-    return api(api_client, f"reading conversation {conversation_id}", "get_conversation",
-                path={"conversationId": conversation_id})
-
-
-def live_calls(api_client: Any, action: str, query: Callable[[], dict[str, Any]], keep: Callable[[Any], Any],
+def live_calls(org: Org, action: str, query: Callable[[], dict[str, Any]], keep: Callable[[Any], Any],
                not_yet: str) -> list[tuple[Any, Any]]:
     """(conversation, what `keep` found in it) for each live conversation a details query lists and keep accepts.
 
@@ -1576,13 +1782,13 @@ def live_calls(api_client: Any, action: str, query: Callable[[], dict[str, Any]]
     decides. While it shows none, analytics is asked again, ANALYTICS_RETRIES times.
     """
     for attempt in range(ANALYTICS_RETRIES + 1):
-        found = api(api_client, action, "post_analytics_conversations_details_query", body=query())
+        found = org.api(action, "post_analytics_conversations_details_query", body=query())
         live = []
         for candidate in found.conversations or []:
             if candidate.conversation_end is not None:
                 continue
             try:
-                conversation = get_conversation(api_client, candidate.conversation_id)
+                conversation = org.conversation(candidate.conversation_id)
             except NoLiveCall:
                 continue  # analytics knew it, the conversation service no longer does
             kept = keep(conversation)
@@ -1595,12 +1801,12 @@ def live_calls(api_client: Any, action: str, query: Callable[[], dict[str, Any]]
     return []
 
 
-def find_agent_call(api_client: Any, user_id: str) -> tuple[Any, Any]:
+def find_agent_call(org: Org, user_id: str) -> tuple[Any, Any]:
     """(conversation, agent participant) of the user's connected voice call.
 
     With several live calls the connected, not held, most recent one wins.
     """
-    live = live_calls(api_client, "querying analytics for the agent's calls",
+    live = live_calls(org, "querying analytics for the agent's calls",
                       lambda: details_query({"userId": user_id}, dt.datetime.now(dt.timezone.utc), order="desc"),
                       lambda conversation: pick_agent_participant(conversation, user_id),
                       f"no connected call found for user {user_id}")
@@ -1620,7 +1826,7 @@ def caller_forms(e164: str) -> tuple[str, ...]:
     return f"tel:{e164}", e164, e164[1:]
 
 
-def find_caller_call(api_client: Any, caller: str) -> Any:
+def find_caller_call(org: Org, caller: str) -> Any:
     """The one live conversation whose customer called from `caller` (E.164).
 
     Analytics lists candidates by the segment dimension ani, asked in every form of caller_forms
@@ -1635,7 +1841,7 @@ def find_caller_call(api_client: Any, caller: str) -> Any:
         return body
 
     live = [conversation for conversation, _ in live_calls(
-        api_client, f"querying analytics for the calls from {caller}", query,
+        org, f"querying analytics for the calls from {caller}", query,
         lambda conversation: (not conversation_ended(conversation) and caller_of(conversation) == caller) or None,
         f"no live call from {caller} found")]
     if len(live) > 1:
@@ -1649,58 +1855,104 @@ def find_caller_call(api_client: Any, caller: str) -> Any:
     return live[0]
 
 
-def find_call(api_client: Any, settings: Settings, plan: Plan) -> Call:
+def find_call(org: Org, settings: Settings, plan: Plan) -> Call:
     """The one call the settings name (by agent, conversation or caller), as the plan acts on it."""
     if settings.user_id or settings.user_email:
-        user_id = settings.user_id or find_user_by_email(api_client, settings.user_email)
-        return call_in(*find_agent_call(api_client, user_id), plan)
+        user_id = settings.user_id or find_user_by_email(org, settings.user_email)
+        return call_in(*find_agent_call(org, user_id), plan)
     if settings.caller:
-        return call_in(find_caller_call(api_client, settings.caller), None, plan)
-    return call_in(get_conversation(api_client, settings.conversation_id), None, plan)
+        return call_in(find_caller_call(org, settings.caller), None, plan)
+    return call_in(org.conversation(settings.conversation_id), None, plan)
 
 
-def transfer_to_queue(api_client: Any, conversation_id: str, participant_id: str, queue_id: str) -> None:
-    """Send the blind transfer exactly once, even when the first answer is lost.
+def transfer(org: Org, call: Call) -> None:
+    """Send the call's blind transfer, never twice for one move however its answer is lost; the outcome goes on the call.
 
-    A 5xx or timeout on the POST leaves its outcome unknown. Sending it again blindly could
-    move the call twice, so we watch the conversation for up to SETTLE_TIME: if the participant
-    is replaced, it went through. Only if it is still live then do we send once more; a replaced
-    participant answers that second POST with transfer.not.connected, which we read as success.
+    A 202 means moved. A 5xx, a timeout, a dropped connection or an answer that cannot be read
+    leaves the outcome unknown: sending again blindly could move the call twice (and take it
+    from the agent who answered it in the target queue), so the call is watched for up to
+    --wait (at least SETTLE_TIME) first. It moved if it shows in the target queue; it did not if
+    an agent answered it or it ended; it is sent once more only if the same leg still waits and
+    the conversation shows no transfer pending (recentTransfers: whether queue transfers are
+    listed there is unverified). Otherwise its outcome stays unknown: it is not resent.
     """
-    path = {"conversationId": conversation_id, "participantId": participant_id}
-    action = f"transferring conversation {conversation_id}"
+    path = {"conversationId": call.conversation_id, "participantId": call.participant_id}
+    action = f"transferring conversation {call.conversation_id}"
     for attempt in (1, 2):
         try:
-            send(api_client, "post_conversation_participant_replace_queue", path=path, body=transfer_body(queue_id))
+            call.sent = True
+            org.send("post_conversation_participant_replace_queue", path=path, body=transfer_body(call.queue_id))
+            call.moved = "yes"
             return
         except OutcomeUnknown as exc:
-            if attempt == 2:
-                raise Unavailable(f"{action}: no clear answer twice ({exc}); check the call, then try again "
-                                  "later") from None
-            log.warning("%s: %s; checking the conversation before deciding", action, exc)
-            try:
-                if participant_left(api_client, conversation_id, participant_id, SETTLE_TIME):
-                    return
-            except Stopped as stopped:  # chained: the call was cut short by the signal (act_on_call)
-                raise OutcomeUnknown(f"{action}: {exc}; {stopped.reason} before that was checked: "
-                                     "check the call before running again") from stopped
-            log.warning("%s: participant %s is still on the call; sending the transfer again", action, participant_id)
+            unclear = f"{action}: {exc}"
         except load_sdk().ApiException as exc:
-            if attempt == 2 and error_details(exc)[1] == "conversations.error.transfer.not.connected":
-                return  # the first POST did go through: the participant is already replaced
-            raise transfer_error(exc, action, queue_id) from None
+            if attempt == 1 or error_details(exc)[1] != "conversations.error.transfer.not.connected":
+                call.moved = "no"
+                raise transfer_error(exc, action, call.queue_id) from None
+            unclear = f"{action}: the second request found the leg gone"  # did the first one go through?
+        log.warning("%s; watching the call before deciding anything", unclear)
+        call.moved = "unknown"
+        try:
+            seen = watch_unclear_transfer(org, call, max(org.wait, SETTLE_TIME))
+        except Stopped as stopped:
+            call.fail(f"{unclear}; {stopped.reason} before it was seen where the call went: check the call")
+            call.cut_short = True
+            return
+        except TransferCallError as error:
+            call.fail(f"{unclear}; then reading the call failed ({error}): check the call", error)
+            return
+        if seen == "landed":
+            call.moved, call.verified = "yes", True
+            return
+        if seen in ("answered", "ended"):
+            call.moved = "no"
+            what = "answered by an agent before the transfer" if seen == "answered" else "ended"
+            call.skip(f"the call was {what}; nothing moved", NoLiveCall(f"{action}: the call was {what}"))
+            return
+        if seen == "waiting" and attempt == 2:  # still where it was, nothing pending: as sure as it gets
+            call.moved = "no"
+            call.fail(f"{unclear}; the call still waits where it was, twice: nothing moved; try again later",
+                      Unavailable(f"{action}: no clear answer twice"))
+            return
+        if seen != "waiting":
+            call.fail(f"{unclear}; after {max(org.wait, SETTLE_TIME):g}s the call "
+                      f"{'shows a transfer still pending' if seen == 'pending' else 'is ' + seen}: not sent again, "
+                      "check the call")
+            return
+        log.warning("%s: participant %s still waits and no transfer is pending; sending the transfer again", action,
+                    call.participant_id)
 
 
-def participant_left(api_client: Any, conversation_id: str, participant_id: str, settle_time: float) -> bool:
-    """Watch the conversation for up to settle_time; True once participant_id is no longer live."""
-    deadline = time.monotonic() + settle_time
+def watch_unclear_transfer(org: Org, call: Call, seconds: float) -> str:
+    """Read the call until a transfer whose answer was lost shows its effect, for up to `seconds`.
+
+    Returns "landed", "answered" (an agent took the call where it waited), "ended", "pending"
+    (the same leg still waits and the conversation lists a transfer pending), "waiting" (the
+    same leg still waits, nothing pending), or what else was seen ("with ..." words).
+    """
+    deadline = time.monotonic() + seconds
     while True:
-        conversation = get_conversation(api_client, conversation_id)
-        if not any(is_live(p) for p in conversation.participants or [] if p.id == participant_id):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(min(POLL_INTERVAL, settle_time))
+        conversation = org.conversation(call.conversation_id)
+        seen = transfer_effect(conversation, call)
+        if seen not in ("waiting", "pending") or time.monotonic() >= deadline:
+            return seen
+        org.transport.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+
+
+def transfer_effect(conversation: Any, call: Call) -> str:
+    """What a conversation shows of a transfer of `call`: see watch_unclear_transfer."""
+    if transfer_landed(conversation, call.participant_id, call.queue_id, call.known_legs):
+        return "landed"
+    if conversation_ended(conversation):
+        return "ended"
+    participants = conversation.participants or []
+    if any(p.id == call.participant_id and is_live(p) for p in participants):
+        pending = any(t.state in ("Pending", "Active") for t in conversation.recent_transfers or [])
+        return "pending" if pending else "waiting"
+    if any(p.purpose == "agent" and is_connected(p) and p.id not in call.known_legs for p in participants):
+        return "answered"
+    return describe_participants(conversation)
 
 
 def transfer_error(exc: Any, action: str, queue_id: str) -> TransferCallError:
@@ -1718,9 +1970,8 @@ def transfer_error(exc: Any, action: str, queue_id: str) -> TransferCallError:
     return api_error(exc, action)
 
 
-def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str, queue_id: str,
-                      wait: float, known: frozenset[str] = frozenset()) -> None:
-    """Re-read the conversation until the call waits in the target queue, or raise after `wait` seconds.
+def wait_for_transfer(org: Org, call: Call, wait: float) -> None:
+    """Re-read the moved call until it is in the target queue (verified), or its reason says why not after `wait` s.
 
     The transfer API answers 202 and works asynchronously, so the answer alone proves nothing.
     """
@@ -1729,26 +1980,28 @@ def wait_for_transfer(api_client: Any, conversation_id: str, participant_id: str
     while True:
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, POLL_INTERVAL)
-        conversation = get_conversation(api_client, conversation_id)
-        if transfer_landed(conversation, participant_id, queue_id, known):
+        conversation = org.conversation(call.conversation_id)
+        if transfer_landed(conversation, call.participant_id, call.queue_id, call.known_legs):
+            call.verified = True
             return
         if conversation_ended(conversation):
-            raise NoLiveCall(f"conversation {conversation_id} ended before it reached queue {queue_id} "
-                             f"({describe_participants(conversation)})")
+            call.reason = f"the call ended before it was seen in queue {call.queue_name or call.queue_id}"
+            call.skipped = True  # nothing more can be done for it
+            return
         if time.monotonic() >= deadline:
-            raise TransferRefused(f"transfer of conversation {conversation_id} to queue {queue_id} was accepted "
-                                  f"but not seen within {wait:g}s; last seen: {describe_participants(conversation)}; "
-                                  "check the call before running again, or raise --wait")
+            call.fail(f"accepted, but not seen in queue {call.queue_name or call.queue_id} within {wait:g}s; last "
+                      f"seen: {describe_participants(conversation)}; check the call, or raise --wait")
+            return
 
 
-def list_waiting_calls(api_client: Any, queue_id: str) -> list[WaitingCall]:
+def list_waiting_calls(org: Org, queue_id: str) -> list[WaitingCall]:
     """Every voice call analytics shows waiting in queue_id, oldest first, across all pages."""
     calls: dict[str, WaitingCall] = {}
     page = 1
     while True:
         query = details_query({"queueId": queue_id}, dt.datetime.now(dt.timezone.utc), order="asc",
                               page=page, page_size=PAGE_SIZE)
-        found = api(api_client, f"listing the calls waiting in queue {queue_id}",
+        found = org.api(f"listing the calls waiting in queue {queue_id}",
                      "post_analytics_conversations_details_query", body=query)
         conversations = found.conversations or []
         for waiting in waiting_calls(conversations, queue_id):
@@ -1758,7 +2011,7 @@ def list_waiting_calls(api_client: Any, queue_id: str) -> list[WaitingCall]:
         page += 1
 
 
-def seen_in_queue(api_client: Any, calls: list[Call]) -> list[Call]:
+def seen_in_queue(org: Org, calls: list[Call]) -> list[Call]:
     """The moved calls that analytics already shows waiting in their target queue on a new leg.
 
     One GET /api/v2/analytics/conversations/details?id=... per PAGE_SIZE calls reads exactly
@@ -1768,7 +2021,7 @@ def seen_in_queue(api_client: Any, calls: list[Call]) -> list[Call]:
     seen = []
     for start in range(0, len(calls), PAGE_SIZE):
         batch = {c.conversation_id: c for c in calls[start:start + PAGE_SIZE]}
-        found = api(api_client, f"checking {plural(len(batch), 'moved call')}", "get_analytics_conversations_details",
+        found = org.api(f"checking {plural(len(batch), 'moved call')}", "get_analytics_conversations_details",
                      query={"id": list(batch)})
         for conversation in found.conversations or []:
             moved = batch.get(conversation.conversation_id)
@@ -1795,7 +2048,7 @@ def arrived(view: Any, call: Call) -> bool:
 HALTING = (AuthError, Unavailable, NotFound)  # errors every further call would hit: stop starting new ones
 
 
-def make_plan(api_client: Any, settings: Settings) -> Plan:
+def make_plan(org: Org, settings: Settings) -> Plan:
     """Resolve every name the command gives (target queue, skills, language) once, before any change.
 
     Every name that does not resolve is reported in one message, as settings are (exit 2). A bulk
@@ -1812,46 +2065,50 @@ def make_plan(api_client: Any, settings: Settings) -> Plan:
 
     target: tuple[str | None, str | None] = (None, None)
     if settings.queue_id or settings.queue_name:
-        target = resolved(lambda: queue_to_use(api_client, settings.queue_id, settings.queue_name,
+        target = resolved(lambda: queue_to_use(org, settings.queue_id, settings.queue_name,
                                                settings.dry_run or settings.check or not settings.single)) or target
     routing: dict[str, Any] = {}
     if settings.priority is not None:
         routing["priority"] = settings.priority
     if settings.skills is not None:
-        ids = [getattr(resolved(functools.partial(resolve_named, api_client, "skill", name)), "id", None)
+        ids = [getattr(resolved(functools.partial(resolve_named, org, "skill", name)), "id", None)
                for name in settings.skills]
         routing["skillIds"] = list(dict.fromkeys(ids))  # a skill named twice (by name and id) counts once
     if settings.language is not None:
         routing["languageId"] = settings.language and getattr(resolved(
-            lambda: resolve_named(api_client, "language", settings.language)), "id", None)
+            lambda: resolve_named(org, "language", settings.language)), "id", None)
     if problems:
         raise UsageError("; ".join(problems))
-    return Plan(*target, in_place=settings.in_place, routing=routing, attributes=dict(settings.attributes))
+    return Plan(*target, in_place=settings.in_place, routing=routing, attributes=dict(settings.attributes),
+                verify=settings.wait > 0)
 
 
-def select_calls(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
+def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     """The calls to act on, from the selector the settings name: one call, a queue, a list, or an earlier run's moves.
 
     Calls that need nothing (already where asked with nothing else to set, with an agent already,
-    ended, or, for an undo, moved on since) come back decided, as `skipped` with the reason.
+    ended, done by the earlier run whose lines are read, or, for an undo, moved on since) come
+    back decided, as `skipped` with the reason. Unless it is a dry run, the run holds this
+    machine's lock on the calls it may act on from here on (Org.lock).
     """
     if settings.from_queue:
-        calls = list_source_queue(api_client, settings, plan)
-    elif settings.conversation_ids:
-        calls = list_named_calls(api_client, settings, plan)
-    elif settings.undo:
-        calls = list_moves_to_undo(api_client, settings, plan)
+        calls = list_source_queue(org, settings, plan)
     else:
-        calls = [find_call(api_client, settings, plan)]
+        if settings.listed and not settings.dry_run:
+            org.lock("the calls listed in files (--conversations-file, --undo)")
+        calls = list_moves_to_undo(org, settings, plan) if settings.undo else \
+            list_named_calls(org, settings, plan) if settings.listed else [find_call(org, settings, plan)]
+        if not settings.listed and not settings.dry_run:
+            org.lock(f"conversation {calls[0].conversation_id}")
     for call in calls:
-        if call.status is None and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
+        if not call.skipped and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
             where = call.queue_name or call.queue_id
             if plan.changes:  # a rerun of a move with routing: the move is done, the rest is set again in place
                 call.move, call.reason = False, f"already waiting in queue {where}"
             else:
-                call.finish("skipped", f"already waiting in queue {where}; nothing to do")
-    chosen = [call for call in calls if call.status is None][:settings.limit]
-    return [call for call in calls if call.status or call in chosen]
+                call.skip(f"already waiting in queue {where}; nothing to do")
+    chosen = {id(call) for call in [call for call in calls if not call.skipped][:settings.limit]}
+    return [call for call in calls if call.skipped or id(call) in chosen]
 
 
 def customer_leg(conversation: Any) -> str | None:
@@ -1863,7 +2120,10 @@ def customer_leg(conversation: Any) -> str | None:
 def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
     """The call to act on in a live conversation: `leg`, else the agent or queue leg to move; in place, its queue leg.
 
-    Raises NoLiveCall when there is none: the call ended, or (in place) it waits in no queue.
+    Without `leg` (every selector but the agent's), a move means "make sure the call is in the
+    target queue": a call answered by an agent from there comes back skipped, so that a rerun
+    never takes it from that agent. Raises NoLiveCall when there is nothing to act on: the call
+    ended, or (in place) it waits in no queue.
     """
     if conversation_ended(conversation):
         raise NoLiveCall(f"conversation {conversation.id} has ended; nothing to do")
@@ -1872,23 +2132,27 @@ def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
         if leg is None:
             raise NoLiveCall(f"conversation {conversation.id} is not waiting in a queue ("
                              f"{describe_participants(conversation)}); nothing was changed")
-    leg = leg or pick_participant_to_replace(conversation)
-    if leg is None:
+    chosen = leg or pick_participant_to_replace(conversation)
+    if chosen is None:
         raise NoLiveCall(f"conversation {conversation.id} has no agent on the call and is not waiting in a queue "
                          f"({describe_participants(conversation)})")
-    target = (leg.queue_id, None) if plan.in_place else (plan.queue_id, plan.queue_name)
-    return Call(conversation.id, leg.id, leg.purpose, leg.user_id, leg.queue_id, *target,
+    target = (chosen.queue_id, None) if plan.in_place else (plan.queue_id, plan.queue_name)
+    call = Call(conversation.id, chosen.id, chosen.purpose, chosen.user_id, chosen.queue_id, *target,
                 customer_id=customer_leg(conversation), known_legs=frozenset(p.id for p in conversation.participants),
                 move=not plan.in_place, plan=plan)
+    if leg is None and call.move and chosen.purpose == "agent" and chosen.queue_id == call.queue_id:
+        call.skip(f"already answered from queue {call.queue_name or call.queue_id} (by user {chosen.user_id}); "
+                  "nothing to do")
+    return call
 
 
-def read_conversations(api_client: Any, ids: list[str], concurrency: int) -> list[Any]:
+def read_conversations(org: Org, ids: list[str], concurrency: int) -> list[Any]:
     """Each conversation read live, `concurrency` at a time: a Conversation, or the NoLiveCall saying it is gone."""
     import concurrent.futures
 
     def read(conversation_id: str) -> Any:
         try:
-            return get_conversation(api_client, conversation_id)
+            return org.conversation(conversation_id)
         except NoLiveCall as exc:
             return exc
 
@@ -1896,65 +2160,79 @@ def read_conversations(api_client: Any, ids: list[str], concurrency: int) -> lis
         return list(pool.map(read, ids))
 
 
-def list_named_calls(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
-    """The calls --conversations-file lists, each read live; those ended, gone or (in place) not waiting are skipped."""
-    calls = []
-    for conversation_id, conversation in zip(settings.conversation_ids, read_conversations(
-            api_client, list(settings.conversation_ids), settings.concurrency), strict=True):
+def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
+    """The calls --conversations-file lists, each read live; those ended, gone or (in place) not waiting are skipped.
+
+    A call an earlier run's result line says was moved, changed or skipped is skipped unread: a
+    rerun acts only on what that run did not finish (not sent, failed, outcome unknown, routing
+    not set).
+    """
+    calls = {entry.conversation_id: Call(entry.conversation_id, None, queue_id=plan.queue_id, plan=plan,
+                                         queue_name=plan.queue_name, move=not plan.in_place)
+             for entry in settings.listed}
+    for entry in settings.listed:
+        if entry.finished:
+            calls[entry.conversation_id].skip(f"done in the earlier run (its line {entry.line}: {entry.status})")
+    unfinished = [cid for cid, call in calls.items() if not call.skipped]
+    for conversation_id, conversation in zip(unfinished, read_conversations(org, unfinished, settings.concurrency),
+                                             strict=True):
         try:
             if isinstance(conversation, NoLiveCall):
                 raise NoLiveCall(f"conversation {conversation_id} is gone; the call ended")
-            calls.append(call_in(conversation, None, plan))
+            calls[conversation_id] = call_in(conversation, None, plan)
         except NoLiveCall as exc:
-            calls.append(Call(conversation_id, None, queue_id=plan.queue_id, queue_name=plan.queue_name, plan=plan,
-                              move=not plan.in_place, status="skipped", reason=str(exc)))
-    return calls
+            calls[conversation_id].skip(str(exc))
+    return list(calls.values())
 
 
-def list_moves_to_undo(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
+def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     """--undo: each call an earlier run moved goes back where it came from, if it still waits where it was moved."""
     calls = []
-    for record, conversation in zip(settings.undo, read_conversations(
-            api_client, [r.conversation_id for r in settings.undo], settings.concurrency), strict=True):
+    for record, conversation in zip(settings.listed, read_conversations(
+            org, [r.conversation_id for r in settings.listed], settings.concurrency), strict=True):
         leg = None if isinstance(conversation, NoLiveCall) else waiting_leg(conversation)
         call = Call(record.conversation_id, leg and leg.id, "acd", None, record.queue_id, record.from_queue_id,
                     customer_id=None if leg is None else customer_leg(conversation), plan=plan,
                     known_legs=frozenset() if leg is None else frozenset(p.id for p in conversation.participants))
         if isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
-            call.finish("skipped", "the call has ended since it was moved")
+            call.skip("the call has ended since it was moved")
         elif record.from_queue_id is None:
-            call.finish("skipped", f"its record (line {record.line}) has no fromQueueId: where it came from is unknown")
+            call.skip(f"its record (line {record.line}) has no fromQueueId: where it came from is unknown")
         elif leg is None:
-            call.finish("skipped", f"no longer waiting in queue {record.queue_id}: {where_is(conversation)} now")
+            call.skip(f"no longer waiting in queue {record.queue_id}: {where_is(conversation)} now")
         elif leg.queue_id == record.from_queue_id:
-            call.finish("skipped", f"already back in queue {record.from_queue_id}; nothing to do")
+            call.skip(f"already back in queue {record.from_queue_id}; nothing to do")
         elif leg.queue_id != record.queue_id:
-            call.finish("skipped", f"moved elsewhere since: it waits in queue {leg.queue_id} now")
+            call.skip(f"moved elsewhere since: it waits in queue {leg.queue_id} now")
         calls.append(call)
     return calls
 
 
-def list_source_queue(api_client: Any, settings: Settings, plan: Plan) -> list[Call]:
+def list_source_queue(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     """Every voice call analytics shows waiting in --from-queue (longer than --waiting-over), oldest first."""
     source_is_id = is_uuid(settings.from_queue)
-    source_id, source_name = queue_to_use(api_client, settings.from_queue if source_is_id else None,
+    source_id, source_name = queue_to_use(org, settings.from_queue if source_is_id else None,
                                           None if source_is_id else settings.from_queue, settings.dry_run)
     if source_id == plan.queue_id:
         raise UsageError(f"--from-queue and the target are the same queue ({source_name or source_id}); "
                          "choose another target")
+    if not settings.dry_run:
+        org.lock(f"queue {source_id}")
     now = dt.datetime.now(dt.timezone.utc)
-    listed = sorted(list_waiting_calls(api_client, source_id), key=lambda w: w.waiting_since or now)
+    listed = sorted(list_waiting_calls(org, source_id), key=lambda w: w.waiting_since or now)
     if settings.waiting_over is not None:
         listed = [w for w in listed if w.answered or (w.waiting_since and (now - w.waiting_since).total_seconds()
                                                       > settings.waiting_over)]
     target_id, target_name = (source_id, source_name) if plan.in_place else (plan.queue_id, plan.queue_name)
     calls = [Call(w.conversation_id, w.participant_id, "acd", None, source_id, target_id, target_name, w.waiting_since,
-                  customer_id=w.customer_id, known_legs=w.legs, move=not plan.in_place, plan=plan,
-                  status="skipped" if w.answered else None, reason="already with an agent" if w.answered else None)
+                  customer_id=w.customer_id, known_legs=w.legs, move=not plan.in_place, plan=plan)
              for w in listed]
-    if not any(call.status is None for call in calls):
+    for call, waiting in zip(calls, listed, strict=True):
+        if waiting.answered:
+            call.skip("already with an agent")
+    if all(call.skipped for call in calls):
         if source_name is None:  # not looked up: is it empty, or not a queue at all?
-            source_name = resolve_queue(api_client, source_id, None)[1]
+            source_name = resolve_queue(org, source_id, None)[1]
         waiting = "are waiting" if settings.waiting_over is None else f"have waited over {settings.waiting_over:g}s"
         raise NoLiveCall(f"no voice calls {waiting} in queue {source_name} ({source_id})")
     return calls
@@ -2004,9 +2282,10 @@ def confirm_bulk(count: int, what: str, settings: Settings, stdin: Any = None) -
         raise UsageError("not confirmed; nothing was changed")
 
 
-def act_on_call(api_client: Any, call: Call, wait: float, watch_live: bool) -> None:
-    """Carry out the plan on one call: its participant data, the transfer, and its routing when watched live.
+def act_on_call(org: Org, call: Call, report: Report, watch_live: bool) -> None:
+    """Carry out the plan on one call: its participant data, the transfer, and (watched live) verification and routing.
 
+    The moment the transfer is accepted the call's line says it moved, before any verification.
     A batch's moved calls get their routing once verification has seen them in the target queue
     (send_calls). The outcome goes on the call; our errors are never raised.
     """
@@ -2014,48 +2293,56 @@ def act_on_call(api_client: Any, call: Call, wait: float, watch_live: bool) -> N
     call.started = time.monotonic()
     try:
         if plan.attributes:  # first: the target queue's in-queue flow and the agent will see it
-            write_attributes(api_client, call)
+            write_attributes(org, call)
         if call.move:
-            transfer_to_queue(api_client, call.conversation_id, call.participant_id, call.queue_id)
-            call.status = "transferred"
-            if watch_live and wait > 0:
-                wait_for_transfer(api_client, call.conversation_id, call.participant_id, call.queue_id, wait,
-                              call.known_legs)
-                call.verified = True
-        call.finish("transferred" if call.move else "updated")
+            transfer(org, call)
+            if call.moved == "yes" and not call.final:
+                report.call(call)  # the fact that it moved is on record before anything else is asked
+                if watch_live:
+                    wait_for_transfer(org, call, org.wait)
     except Stopped as exc:
         call.cut_short = True
-        if call.status == "transferred":  # it moved; only the verification was cut short
-            call.finish("transferred", f"not verified: {exc.reason}")
-        else:
-            call.finish("not-sent", f"not sent: {exc.reason}")
+        call.reason = call.reason or (f"not verified: {exc.reason}" if call.moved == "yes" else
+                                      f"not sent: {exc.reason}")
     except NoLiveCall as exc:
-        call.finish("skipped", str(exc), exc)
+        call.skip(str(exc), exc)
     except TransferCallError as exc:
-        # Once the POST was accepted the call may well have moved: it stays "transferred", unverified.
-        call.finish(call.status or "failed", str(exc), exc)
-        call.cut_short = isinstance(exc.__cause__, Stopped)
-    if plan.routing and (not call.move or watch_live) and call.done:
-        change_routing(api_client, call, confirm_live=watch_live)
+        call.fail(f"not verified: {exc}" if call.moved == "yes" else str(exc), exc)
+    if plan.routing and (watch_live or not call.move):
+        route_when_in_queue(org, call, confirm_live=watch_live)
 
 
-def write_attributes(api_client: Any, call: Call) -> None:
+def route_when_in_queue(org: Org, call: Call, confirm_live: bool) -> None:
+    """Change the call's routing if it is where the plan wants it, in its target queue (or, in place, where it waits)."""
+    if call.skipped or call.moved == "unknown" or call.error is not None and call.moved != "yes":
+        return
+    if call.move and not call.verified:  # not seen in its target queue (or not looked at): no PATCH to a guess
+        call.routing, call.routing_reason = "failed", "not sent: " + (
+            call.reason.removeprefix("not verified: ") if call.cut_short and call.reason else
+            "the call was not seen in its target queue")
+        return
+    change_routing(org, call, confirm_live)
+
+
+def write_attributes(org: Org, call: Call) -> None:
     """Merge the plan's participant data into the call's customer participant."""
     action = f"writing participant data on conversation {call.conversation_id}"
     if not call.customer_id:
         raise TransferRefused(f"{action}: the call has no customer participant to write it on; nothing was changed")
     try:
-        api(api_client, action, "patch_conversations_call_participant_attributes",
-            path={"conversationId": call.conversation_id, "participantId": call.customer_id},
-            body={"attributes": dict(call.plan.attributes)})
+        call.sent = True
+        org.api(action, "patch_conversations_call_participant_attributes",
+                path={"conversationId": call.conversation_id, "participantId": call.customer_id},
+                body={"attributes": dict(call.plan.attributes)})
+        call.data_written = True
     except (TransferRefused, NoLiveCall) as exc:
-        gone = why_not_waiting(api_client, call) if call.purpose == "acd" else None
+        gone = why_not_waiting(org, call) if call.purpose == "acd" else None
         if gone:
             raise NoLiveCall(f"{action}: the call was {gone} first; nothing was changed", code=exc.code) from None
         raise type(exc)(f"{exc}; the call was not {'moved' if call.move else 'changed'}", code=exc.code) from None
 
 
-def change_routing(api_client: Any, call: Call, confirm_live: bool) -> None:
+def change_routing(org: Org, call: Call, confirm_live: bool) -> None:
     """PATCH a waiting call's priority, skills and language, and confirm they took; the outcome goes on the call.
 
     Confirmed on the live conversation's conversationRoutingData (confirm_live), or else by the
@@ -2065,11 +2352,12 @@ def change_routing(api_client: Any, call: Call, confirm_live: bool) -> None:
     """
     routing, action = call.plan.routing, f"changing the routing of conversation {call.conversation_id}"
     try:
-        answer = api(api_client, action, "patch_routing_conversation", path={"conversationId": call.conversation_id},
-                     body=dict(routing))
+        call.sent = True
+        answer = org.api(action, "patch_routing_conversation", path={"conversationId": call.conversation_id},
+                         body=dict(routing))
         if confirm_live:
             try:
-                answer = queue_routing_data(get_conversation(api_client, call.conversation_id))
+                answer = queue_routing_data(org.conversation(call.conversation_id))
             except Stopped as exc:  # accepted: only the look at the live call was cut short
                 call.routing, call.routing_reason, call.cut_short = "applied", f"not confirmed: {exc.reason}", True
                 return
@@ -2083,24 +2371,17 @@ def change_routing(api_client: Any, call: Call, confirm_live: bool) -> None:
         error: TransferCallError = exc
     except TransferCallError as exc:
         try:
-            gone = why_not_waiting(api_client, call)
+            gone = why_not_waiting(org, call)
         except TransferCallError:
             gone = None
         if gone:
             call.routing, call.routing_reason = "skipped", f"the call was {gone} before the routing change"
             if not call.move:
-                call.finish("skipped", call.routing_reason, NoLiveCall(f"{action}: {call.routing_reason}"))
+                call.skip(call.routing_reason, NoLiveCall(f"{action}: {call.routing_reason}"))
             return
         error = exc
-    call.routing, call.routing_reason = "failed", str(error)
+    call.routing, call.routing_reason, call.error = "failed", str(error), error
     call.cut_short = call.cut_short or isinstance(error, Stopped)
-    if call.move:  # it did move: say so, and what did not change (exit 5 for one call)
-        call.error = RoutingNotChanged(
-            f"conversation {call.conversation_id} moved to queue {call.queue_name or call.queue_id}"
-            f"{' and was verified there' if call.verified else ''}, but its "
-            f"{' and '.join(ROUTING_FIELDS[key] for key in routing)} did not change: {error}", cause=error)
-    else:
-        call.finish("failed", str(error), error)
 
 
 def queue_routing_data(conversation: Any) -> Any | None:
@@ -2117,10 +2398,10 @@ def routing_shows(data: Any, routing: Mapping[str, Any]) -> bool:
     return all(shown[key] == value for key, value in asked.items())
 
 
-def why_not_waiting(api_client: Any, call: Call) -> str | None:
+def why_not_waiting(org: Org, call: Call) -> str | None:
     """Why a call no longer waits in a queue ("answered by an agent", "ended"), or None while it does."""
     try:
-        conversation = get_conversation(api_client, call.conversation_id)
+        conversation = org.conversation(call.conversation_id)
     except NoLiveCall:
         return "ended"
     if conversation_ended(conversation):
@@ -2130,36 +2411,52 @@ def why_not_waiting(api_client: Any, call: Call) -> str | None:
     return None if queue_routing_data(conversation) is not None else "no longer in a queue"
 
 
-def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Stop, report: Report) -> None:
-    """Act on each call, `concurrency` at a time, and verify; report each call as soon as its outcome is final.
+def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, report: Report) -> None:
+    """Act on each call, `concurrency` at a time, and verify; report each fact about a call as soon as it is known.
 
     One call is watched live (wait_for_transfer), its routing then changed and confirmed on the
-    live call. A batch's moves are checked by reading the moved calls from analytics in bulk
+    live call. With routing to change, a batch starts the same way, one call at a time, until
+    one call has its routing applied: a change the role may not make (a permission --check
+    cannot probe) stops the run with one call changed, not all of them moved without it. The
+    rest of a batch is checked by reading the moved calls from analytics in bulk
     (seen_in_queue), every VERIFY_EVERY seconds or PAGE_SIZE calls while it still sends, and to
-    the end of --wait after, so records come out during the run; each call seen gets its routing
-    change then, confirmed by the PATCH's answer (no extra read per call). A stop (signal) lets
-    the requests in flight finish and sends nothing more.
+    the end of --wait after; calls analytics does not show are read live on the same schedule
+    when its read fails, and once each at the end. Each call seen gets its routing change then,
+    confirmed by the PATCH's answer (no extra read per call). A stop (signal) lets the requests
+    in flight finish and sends nothing more.
     """
     import concurrent.futures
 
-    watch_live = len(calls) == 1
+    todo = list(calls)
     awaiting: dict[str, Call] = {}  # moved, not yet seen in the target queue
     lock = threading.Lock()
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
-    futures: list[concurrent.futures.Future[None]] = []
 
     def halt_on(call: Call) -> None:
-        """Stop starting calls after an error every further one would hit (a routing one's cause, too)."""
-        cause = getattr(call.error, "cause", call.error)
-        if isinstance(cause, HALTING):
-            stop.halt(cause)
+        """Stop starting calls after an error every further one would hit."""
+        if isinstance(call.error, HALTING):
+            stop.halt(call.error)
+
+    while todo and (len(calls) == 1 or todo[0].plan.routing) and not stop.is_set():
+        call = todo.pop(0)  # one at a time, watched live, until a routing change went through
+        act_on_call(org, call, report, watch_live=True)
+        halt_on(call)
+        report.call(call)
+        if call.routing == "failed" and call.error is not None:
+            stop.halt(call.error)
+        if call.routing == "applied":
+            break
+    if not todo or stop.is_set():
+        return
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
+    futures: list[concurrent.futures.Future[None]] = []
 
     def work(call: Call) -> None:
         if stop.is_set():
             return  # never sent: reported by the caller
-        act_on_call(api_client, call, settings.wait, watch_live)
+        act_on_call(org, call, report, watch_live=False)
         halt_on(call)
-        if call.done and call.move and not watch_live and settings.wait > 0:
+        if call.moved == "yes" and not call.final:
             with lock:
                 awaiting[call.conversation_id] = call
         else:
@@ -2170,7 +2467,7 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
         if stop.error:  # the run stopped starting calls: do not start their routing either
             call.routing, call.routing_reason = "failed", f"not sent: {stop.reason}"
         else:
-            change_routing(api_client, call, confirm_live=False)
+            route_when_in_queue(org, call, confirm_live=False)
             halt_on(call)
         report.call(call)
 
@@ -2181,8 +2478,7 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
             except Exception as exc:  # noqa: BLE001 - a bug must not cost the other calls their records
                 log.debug("unexpected error on conversation %s", call.conversation_id, exc_info=True)
                 error = TransferCallError(f"unexpected error: {type(exc).__name__}: {exc}")
-                call.finish(call.status if call.status == "transferred" else "failed",
-                            f"{error} (run with -v for the traceback)", error)
+                call.fail(f"{error} (run with -v for the traceback)", error)
                 report.call(call)
         futures.append(pool.submit(guarded))
 
@@ -2196,21 +2492,30 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
             report.call(call)
 
     def verify(until: float) -> None:
-        """Check the awaiting calls until all are seen or `until`."""
-        pause = POLL_INTERVAL / 2
+        """Check the awaiting calls until all are seen or `until`: in analytics, or live while analytics fails."""
+        pause, warned = POLL_INTERVAL / 2, False
         while not stop.signalled:
             with lock:
                 batch = list(awaiting.values())
             if not batch:
                 return
-            for call in seen_in_queue(api_client, batch):
+            try:
+                found = seen_in_queue(org, batch)
+            except Stopped:
+                raise
+            except TransferCallError as exc:
+                if not warned:
+                    log.warning("checking the moved calls in analytics failed (%s); reading each one live", exc)
+                    warned = True
+                found = [call for call in batch if landed_or_ended(org, call)]
+            for call in found:
                 seen(call)
             if not awaiting or time.monotonic() + pause > until:
                 return
             stop.wait(pause)  # ends at once on a signal
             pause = min(pause * 2, 4.0)
 
-    for call in calls:
+    for call in todo:
         submit(work, call)
     last_check, announced = time.monotonic(), False
     try:
@@ -2229,16 +2534,10 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
                     verify(until=0.0)  # one check now; the rest at the end
                 except Stopped:
                     pass  # announced above; nothing is checked any more
-                except TransferCallError as exc:
-                    log.warning("checking the moved calls failed (%s); checking again at the end", exc)
         try:
             verify(until=time.monotonic() + settings.wait)
-        except TransferCallError as exc:
-            log.warning("checking the moved calls in analytics failed (%s); reading each one", exc)
-        try:
             for call in list(awaiting.values()):  # not seen by analytics: read each
-                landed_or_ended(api_client, call)
-                if call.verified:
+                if landed_or_ended(org, call):
                     seen(call)
         except TransferCallError as exc:  # verification itself failed: what was moved stays moved
             for call in awaiting.values():
@@ -2250,81 +2549,53 @@ def send_calls(api_client: Any, calls: list[Call], settings: Settings, stop: Sto
     finally:
         pool.shutdown(wait=True)
         for call in awaiting.values():
-            if call.status == "skipped":
+            if call.skipped:
                 pass
             elif stop.signalled:
-                call.reason, call.cut_short = f"not verified: {stop.reason}", True
+                call.reason, call.cut_short = call.reason or f"not verified: {stop.reason}", True
             else:
-                call.error = TransferRefused(call.reason or f"not seen in queue {call.queue_name or call.queue_id} "
-                                             f"within {settings.wait:g}s; check the call")
-                call.reason = str(call.error)
-            if call.plan.routing and call.status == "transferred":
-                call.routing, call.routing_reason = "failed", "not sent: " + (
-                    stop.reason if stop.signalled else "the call was not seen in its target queue")
+                call.fail(call.reason or f"not seen in queue {call.queue_name or call.queue_id} within "
+                          f"{settings.wait:g}s; check the call")
+            if call.plan.routing:
+                route_when_in_queue(org, call, confirm_live=False)
             report.call(call)
 
 
-def landed_or_ended(api_client: Any, call: Call) -> None:
-    """Read one moved call live: verified once it waits in its target queue; skipped if it ended meanwhile."""
+def landed_or_ended(org: Org, call: Call) -> bool:
+    """Read one moved call live: True once it is in its target queue (verified) or ended meanwhile (skipped)."""
     try:
-        conversation = get_conversation(api_client, call.conversation_id)
-    except NoLiveCall as exc:
-        call.finish("skipped", "the call ended while moving", exc)
-        return
+        conversation = org.conversation(call.conversation_id)
+    except NoLiveCall:
+        call.skip("the call ended while moving")
+        return True
     if transfer_landed(conversation, call.participant_id, call.queue_id, call.known_legs):
-        call.verified = True
-    elif conversation_ended(conversation):
-        call.finish("skipped", "the call ended while moving")
+        return True
+    if conversation_ended(conversation):
+        call.skip("the call ended while moving")
+        return True
+    return False
 
 
-def outcome(calls: list[Call], settings: Settings, stop: Stop) -> tuple[int, str | None]:
-    """The run's exit code, and the one error line that explains it (None when there is nothing to say).
-
-    A signal's own code (130, 143, 129) only when it cut a call short: one that came after every
-    call was done changed nothing.
-    """
-    if any(c.cut_short for c in calls):
-        return stop.exit_code, None
-    if settings.single:
-        error = calls[0].error
-        return (error.exit_code, str(error)) if error else (ExitCode.OK, None)
-    failed = [c for c in calls if c.status in ("failed", "not-sent") or (c.status in ("transferred", "updated")
-                                                                          and not c.done)]
-    if not failed:
-        return ExitCode.OK, None
-    if stop.error:
-        reason = f"the run stopped early: {stop.error}"
-    else:
-        reason = (f"{plural(len(failed), 'call')} failed or {'was' if len(failed) == 1 else 'were'} not confirmed "
-                  "(see their result lines); run it again to retry: calls already done are no longer selected, or "
-                  "are set again to the same values")
-    if any(c.done for c in calls):
-        return ExitCode.PARTIAL, reason
-    first = stop.error or next((getattr(c.error, "cause", c.error) for c in failed if c.error), None)
-    return (first.exit_code if first else ExitCode.PARTIAL), reason
-
-
-def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
+def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     """Select the calls, plan, send them paced, verify, and report: the one pipeline of every mode."""
-    plan = make_plan(api_client, settings)
-    calls = select_calls(api_client, settings, plan)
+    plan = make_plan(org, settings)
+    calls = select_calls(org, settings, plan)
     report.total, report.started = len(calls), time.monotonic()
     for call in calls:
-        if call.status:
+        if call.skipped:
             report.call(call)
-    todo = [call for call in calls if call.status is None]
+    todo = [call for call in calls if not call.skipped]
     moving = any(call.move for call in todo)  # a list's calls already in the target are changed in place
     verb, what = bulk_words(settings, dataclasses.replace(plan, in_place=plan.in_place or not moving), len(todo))
     if settings.dry_run:
         requests = 0
         for call in todo:
-            call.requests = plan_requests(call)
+            call.requests, call.dry_run = plan_requests(call), True
             requests += len(call.requests)
-            call.finish("dry-run")
             report.call(call)
         if not settings.single:
             log.info("dry run: would %s %s with %s; nothing was sent", verb, what, plural(requests, "request"))
-        return ExitCode.OK
+        return calls
     if todo and not settings.single:
         confirm_bulk(len(todo), f"{verb} {what}", settings)
         log.info("%s %s, %d at a time", verb[:-1] + "ing", what, min(settings.concurrency, len(todo)))
@@ -2333,31 +2604,55 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
         log.info("%s conversation %s participant %s (%s)%s", "transferring" if call.move else "changing",
                  call.conversation_id, call.participant_id, call.purpose,
                  f" to queue {call.queue_name or call.queue_id}" if call.move else "")
-    report.requests_before = transport_of(api_client).requests_sent
+    report.requests_before = org.requests_sent
     try:
         stop.preparing = False  # from here a signal lets the requests in flight finish
         if todo and not stop.is_set():
             with report.sending():
-                send_calls(api_client, todo, settings, stop, report)
+                send_calls(org, todo, settings, stop, report)
     finally:
         for call in todo:
-            if call.status is None:
+            if not call.sent and not call.reported:
                 call.cut_short = stop.signalled
-                call.finish("not-sent", f"not sent: {stop.reason}")
+                call.reason = f"not sent: {stop.reason}"
                 report.call(call)
-    code, message = outcome(calls, settings, stop)
     if not settings.single:
         report.summary()
-    if any(c.cut_short for c in calls):
-        unrouted = sum(1 for c in calls if c.status == "transferred" and c.routing == "failed")
-        log.error("%s (%s); run it again to act on the rest (calls already moved are no longer where they "
-                  "were)%s", stop.reason, report.tally(),
-                  f"; {plural(unrouted, 'call')} moved without the routing change: to set it where they wait "
-                  "and move the rest, run --conversations-file on this run's result lines, with the same target "
-                  "and routing flags" if unrouted else "")
-    elif message:
-        log.error("error: %s", message)
-    return code
+    return calls
+
+
+def exit_status(calls: list[Call], stop: Stop) -> tuple[int, str | None]:
+    """The run's exit code from its calls' outcomes, and the error line that explains it (None: nothing to say).
+
+    0 when every call is done; 8 when something was (or may have been) changed but not all was
+    done or confirmed; otherwise nothing was changed, and the code is the cause's: the signal,
+    the error that halted the run, or the calls' first error.
+    """
+    unfinished = [c for c in calls if not c.done]
+    changed = any(c.changed for c in calls)
+    gone = [c for c in calls if isinstance(c.error, NoLiveCall)]
+    if not unfinished:
+        if calls and len(gone) == len(calls) and not changed:  # the one call (or every call) was gone
+            return ExitCode.NO_LIVE_CALL, str(gone[0].error)
+        return ExitCode.OK, None
+    first = next((c for c in unfinished if c.error is not None or c.reason), unfinished[0])
+    if len(calls) == 1 and first.moved == "yes" and first.routing == "failed":
+        detail = (f"conversation {first.conversation_id} moved to queue {first.queue_name or first.queue_id}"
+                  f"{' and was verified there' if first.verified else ''}, but its "
+                  f"{' and '.join(ROUTING_FIELDS[key] for key in first.plan.routing)} did not change: "
+                  f"{first.routing_reason}")
+    elif len(calls) == 1:
+        detail = f"conversation {first.conversation_id} {first.status}: {first.reason or first.error}"
+    else:
+        detail = (f"{plural(len(unfinished), 'call')} not done (see {'its' if len(unfinished) == 1 else 'their'} "
+                  "result lines)" + (f"; the run stopped early: {stop.error}" if stop.error else ""))
+    if changed:
+        return ExitCode.PARTIAL, (f"{detail}; something was changed: a rerun of the same command, or on this run's "
+                                  "result lines, acts only on what is left")
+    if stop.signalled:
+        return stop.exit_code, None
+    cause = stop.error or first.error
+    return (cause.exit_code if cause else ExitCode.REFUSED), detail
 
 
 # --- preflight: --check ------------------------------------------------------------------------
@@ -2365,7 +2660,7 @@ def run(api_client: Any, settings: Settings, report: Report, stop: Stop) -> int:
 NIL_ID = "00000000-0000-4000-8000-000000000000"  # no conversation, queue or user has this id
 
 
-def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[str, str]], list[str]]:
+def check_permissions(org: Org, settings: Settings) -> tuple[list[dict[str, str]], list[str]]:
     """Probe each permission the chosen mode needs (all, when none is chosen) without changing anything.
 
     Reads that need a permission answer 403 without it; reading an id that does not exist
@@ -2378,7 +2673,7 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
     needs_analytics = not settings.conversation_id  # every other mode finds or checks its calls through analytics
     probes: list[tuple[str, str, Callable[[], Any] | None]] = [  # (permission, needed for, probe)
         ("conversation:communication:view", "reading the call and verifying the transfer",
-         lambda: send(api_client, "get_conversation", path={"conversationId": NIL_ID})),
+         lambda: org.send("get_conversation", path={"conversationId": NIL_ID})),
         ("conversation:communication:blindTransferQueue", "the transfer (or ...:blindTransfer)", None),
     ]
     if needs_analytics:
@@ -2386,18 +2681,18 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
         last_minute = {**details_query({"mediaType": "voice"}, now, order="desc", page_size=1),
                        "interval": f"{iso(now - dt.timedelta(minutes=1))}/{iso(now)}"}
         probes.append(("analytics:conversationDetail:view", "finding an agent's call, listing a queue's calls",
-                       lambda: send(api_client, "post_analytics_conversations_details_query", body=last_minute)))
+                       lambda: org.send("post_analytics_conversations_details_query", body=last_minute)))
     probes.append(("routing:queue:view", "looking up and checking queues",
-                   lambda: send(api_client, "get_routing_queues", query={"pageSize": 1})))
+                   lambda: org.send("get_routing_queues", query={"pageSize": 1})))
     if not mode_given or settings.user_email:
         nobody = {"query": [{"type": "EXACT", "fields": ["email"], "value": "nobody@invalid.example"}]}
         probes.append(("directory:user:view", "--user-email",
-                       lambda: send(api_client, "post_users_search", body=nobody)))
+                       lambda: org.send("post_users_search", body=nobody)))
     if not mode_given or settings.changes_routing:
         probes.append(("routing:conversation:edit", "--priority, --skill, --language", None))
     if not mode_given or settings.skills:
         probes.append(("routing:skill:view", "--skill by name",
-                       lambda: send(api_client, "get_routing_skills", query={"pageSize": 1})))
+                       lambda: org.send("get_routing_skills", query={"pageSize": 1})))
     rows = []
     for permission, needed_for, probe in probes:
         result, note = "unknown", "cannot be checked without changing a call"
@@ -2413,10 +2708,10 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
                                 404: ("ok", "")}.get(status, ("unknown", f"answered {status} {code}"))
         rows.append({"permission": permission, "neededFor": needed_for, "result": result, "note": note})
     source = settings.from_queue
-    lookups = [lambda: make_plan(api_client, settings)]  # the target queue, skills and language
-    lookups += [lambda: resolve_queue(api_client, *((source, None) if is_uuid(source) else (None, source)))] * bool(
+    lookups = [lambda: make_plan(org, settings)]  # the target queue, skills and language
+    lookups += [lambda: resolve_queue(org, *((source, None) if is_uuid(source) else (None, source)))] * bool(
         source)
-    lookups += [lambda: find_user_by_email(api_client, settings.user_email)] * bool(settings.user_email)
+    lookups += [lambda: find_user_by_email(org, settings.user_email)] * bool(settings.user_email)
     not_found = []
     for lookup in lookups:
         try:
@@ -2428,9 +2723,9 @@ def check_permissions(api_client: Any, settings: Settings) -> tuple[list[dict[st
     return rows, not_found
 
 
-def run_check(api_client: Any, settings: Settings, report: Report) -> int:
+def run_check(org: Org, settings: Settings, report: Report) -> int:
     """Print the permission table; exit 3 when the role lacks a permission, 2 when a named queue or user is missing."""
-    rows, not_found = check_permissions(api_client, settings)
+    rows, not_found = check_permissions(org, settings)
     report.line(format_check(rows, settings.output_json))
     missing = [r["permission"] for r in rows if r["result"] == "missing"]
     if missing:
@@ -2485,8 +2780,9 @@ the environment replaces the .env file the same way):
     which.add_argument("--from-queue", metavar="ID_OR_NAME",
                        help="every voice call waiting in this queue (bulk move)")
     which.add_argument("--conversations-file", metavar="PATH", help="the calls listed in PATH (- for standard input): "
-                       "a conversation id, or an earlier run's --json record, a line")
-    which.add_argument("--undo", metavar="RESULTS", help="put back the calls an earlier run's --json records (PATH, or "
+                       "a conversation id, or an earlier run's result line, a line; a call that run finished is "
+                       "skipped")
+    which.add_argument("--undo", metavar="RESULTS", help="put back the calls an earlier run's result lines (PATH, or "
                        "- for standard input) say it transferred")
     target = parser.add_argument_group("where to")
     target.add_argument("--queue-id", help="target queue id")
@@ -2503,7 +2799,7 @@ the environment replaces the .env file the same way):
     routing.add_argument("--attribute", action="append", metavar="KEY=VALUE",
                          help="participant data on the customer, repeatable (written before the move)")
     parser.add_argument("--dry-run", action="store_true", help="find everything and print the requests; change nothing")
-    bulk = parser.add_argument_group("bulk moves (--from-queue, --conversations-file, --undo)")
+    bulk = parser.add_argument_group("many calls (--from-queue, --conversations-file, --undo)")
     bulk.add_argument("--waiting-over", metavar="DURATION", help="with --from-queue: only the calls waiting longer "
                       "than this (90, 90s, 15m, 1h)")
     bulk.add_argument("--limit", type=int, metavar="N", help="act on at most N calls, oldest first")
@@ -2521,6 +2817,8 @@ the environment replaces the .env file the same way):
                         help="check the OAuth client's permissions and the queues and user named; change nothing")
     parser.add_argument("--env-file", metavar="PATH", help="read variables from PATH instead of ./.env")
     parser.add_argument("--json", action="store_true", help="print one JSON object per call on stdout")
+    parser.add_argument("--output", metavar="FILE", help="also append the result lines to FILE, flushed line by line "
+                        "(survives a kill, and a Ctrl-C that ends a | tee)")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log each request and tracebacks")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="log errors only")
@@ -2542,38 +2840,66 @@ def configure_logging(args: argparse.Namespace) -> None:
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
+def open_output(path: str | None) -> Any:
+    """The --output file, opened to append (created when missing), or None."""
+    if path is None:
+        return None
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot open --output {path}: {exc.strerror}; fix the path or its permissions") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_logging(args)
-    stop, report = Stop(), Report(args.json)
+    stop, args, report, org = Stop(), None, None, None
     # Signals only set the stop flag (see Stop): no request is sent after one, whatever was running.
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         handlers = {number: signal.signal(number, stop.handle) for number in STOP_SIGNALS}
     try:
+        args = parse_args(argv)
+        configure_logging(args)
         settings = resolve_settings(args, os.environ)
+        report = Report(args.json, output=open_output(settings.output))
         log.info("org: %s%s, OAuth client %s", settings.base_url,
                  f" (region {settings.region})" if settings.region else "", settings.client_id)
-        api_client = make_api_client(settings, stop=stop)
-        report.transport = transport_of(api_client)
-        authenticate(api_client, settings)
+        org = make_org(settings, stop=stop)
+        report.transport = org.transport
+        authenticate(org, settings)
         if settings.check:
-            return run_check(api_client, settings, report)
-        return run(api_client, settings, report, stop)
+            return run_check(org, settings, report)
+        calls = run(org, settings, report, stop)
+        code, message = exit_status(calls, stop)
+        if stop.signalled and code != ExitCode.OK:
+            log.error("%s (%s); %s", stop.reason, report.tally(),
+                      "something was changed: read the result lines; a rerun of the same command, or on this run's "
+                      "result lines, acts only on what is left" if code == ExitCode.PARTIAL else
+                      "nothing was changed; run it again")
+        elif message:
+            log.error("error: %s", message)
+        return code
     except Stopped as exc:
+        if report is not None and report.changed:
+            log.error("%s; something was changed: read the result lines, then run it again", exc.reason)
+            return ExitCode.PARTIAL
         log.error("%s before anything was changed; nothing was sent", exc.reason)
         return exc.exit_code
     except TransferCallError as exc:
+        if report is not None and report.changed:
+            log.error("error: %s; something was changed before it: read the result lines", exc)
+            return ExitCode.PARTIAL
         log.error("error: %s", exc)
         return exc.exit_code
     except KeyboardInterrupt:
         log.error("%s before anything was changed; nothing was sent", stop.reason if stop.signalled else "interrupted")
         return stop.exit_code or ExitCode.INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 1
+    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 1 (8 after a change)
         log.error("unexpected error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc,
-                  exc_info=args.verbose)
-        return ExitCode.UNEXPECTED
+                  exc_info=bool(args and args.verbose))
+        return ExitCode.PARTIAL if report is not None and report.changed else ExitCode.UNEXPECTED
     finally:
+        if org is not None:
+            org.close()
         for number, previous in handlers.items():
             signal.signal(number, previous)
 

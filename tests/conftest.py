@@ -29,6 +29,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # the runs' locks, apart from any other test's
     monkeypatch.chdir(tmp_path)
 
 
@@ -57,7 +58,7 @@ def run_inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
                         "GENESYS_API_HOST": "https://api.fake.test", **(env or {})}
         for name, value in settings_env.items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setattr(transfer_call, "make_api_client", functools.partial(
+        monkeypatch.setattr(transfer_call, "make_org", functools.partial(
             ORIGINAL_MAKE_API_CLIENT, transport=httpx.MockTransport(org.handle),
             sleep=time.sleep if real_sleep else sleeps.append))
         code = transfer_call.main(list(argv))
@@ -68,7 +69,7 @@ def run_inprocess(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
     return run
 
 
-ORIGINAL_MAKE_API_CLIENT = transfer_call.make_api_client
+ORIGINAL_MAKE_API_CLIENT = transfer_call.make_org
 
 
 @pytest.fixture

@@ -178,7 +178,7 @@ def test_a_missing_dependency_is_a_usage_error_naming_the_fix(monkeypatch: pytes
     monkeypatch.setitem(sys.modules, "httpx", None)  # what `import httpx` does when it is not installed
 
     with pytest.raises(UsageError, match=r"'httpx' is not installed .*pip install -r requirements.txt"):
-        transfer_call.make_api_client(resolve(["--queue-id", QUEUE_A], BASE_ENV))
+        transfer_call.make_org(resolve(["--queue-id", QUEUE_A], BASE_ENV))
 
 
 def test_the_org_is_one_setting_the_environment_replaces_in_dotenv(tmp_path: Path) -> None:
