@@ -2647,8 +2647,11 @@ def exit_status(calls: list[Call], stop: Stop) -> tuple[int, str | None]:
         detail = (f"{plural(len(unfinished), 'call')} not done (see {'its' if len(unfinished) == 1 else 'their'} "
                   "result lines)" + (f"; the run stopped early: {stop.error}" if stop.error else ""))
     if changed:
-        return ExitCode.PARTIAL, (f"{detail}; something was changed: a rerun of the same command, or on this run's "
-                                  "result lines, acts only on what is left")
+        unrouted = sum(1 for c in calls if c.moved == "yes" and c.routing == "failed")
+        return ExitCode.PARTIAL, f"{detail}; something was changed: " + (
+            f"{plural(unrouted, 'call')} moved without the routing change: to set it where they wait and act on the "
+            "rest, run --conversations-file on this run's result lines with the same target and routing flags"
+            if unrouted else "a rerun of the same command, or on this run's result lines, acts only on what is left")
     if stop.signalled:
         return stop.exit_code, None
     cause = stop.error or first.error
@@ -2871,10 +2874,7 @@ def main(argv: list[str] | None = None) -> int:
         calls = run(org, settings, report, stop)
         code, message = exit_status(calls, stop)
         if stop.signalled and code != ExitCode.OK:
-            log.error("%s (%s); %s", stop.reason, report.tally(),
-                      "something was changed: read the result lines; a rerun of the same command, or on this run's "
-                      "result lines, acts only on what is left" if code == ExitCode.PARTIAL else
-                      "nothing was changed; run it again")
+            log.error("%s (%s); %s", stop.reason, report.tally(), message or "nothing was changed; run it again")
         elif message:
             log.error("error: %s", message)
         return code

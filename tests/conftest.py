@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -93,3 +94,23 @@ def run_script(base_url: str, org: FakeOrg, *argv: str, env: dict[str, str] | No
     done = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True,
                           env=script_environment(org, base_url, **(env or {})), timeout=timeout, stdin=subprocess.DEVNULL)
     return Run(done.returncode, done.stdout, done.stderr)
+
+
+def final_records(out: str) -> list[dict]:
+    """The --json records of a run, the last one of each call (a moved call's first line comes before its check)."""
+    records: dict[str, dict] = {}
+    for line in out.splitlines():
+        record = json.loads(line)
+        records.pop(record["conversationId"], None)
+        records[record["conversationId"]] = record
+    return list(records.values())
+
+
+def final_lines(out: str) -> list[str]:
+    """The text result lines of a run, the last one of each call."""
+    lines: dict[str, str] = {}
+    for line in out.splitlines():
+        conversation_id = line.split(" ", 2)[1]
+        lines.pop(conversation_id, None)
+        lines[conversation_id] = line
+    return list(lines.values())

@@ -130,7 +130,7 @@ def test_a_list_moves_each_live_call_once_and_skips_the_rest_with_the_reason(run
 
 
 @pytest.mark.parametrize("content, fragment", [
-    ("{ok}\nnot-an-id\n", "line 2 ('not-an-id')"),
+    ("{ok}\nnot-an-id\n", "line 2 is not a conversation id"),
     ("{ok}\n{{\"status\": \"transferred\"}}\n", "line 2"),
     ("# nothing but comments\n\n", "lists no conversation ids"),
 ])
@@ -159,7 +159,8 @@ def test_undo_puts_back_exactly_the_calls_still_waiting_where_they_were_moved(ru
     moved = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--json")
     assert moved.code == 0, moved.err
     results = tmp_path / "moved.jsonl"
-    results.write_text(moved.out + json.dumps({"conversationId": calls[0], "status": "skipped"}) + "\n")
+    never_moved = "0b6c7a8e-2f1d-4c3b-9a5e-6d7f8e9a0b1c"  # a line that is not a move is not undone
+    results.write_text(moved.out + json.dumps({"conversationId": never_moved, "status": "skipped"}) + "\n")
     answered, ended, elsewhere = calls[0], calls[1], calls[2]
     org.answer(answered, agent)
     org.end_call(ended)
@@ -189,8 +190,9 @@ def test_undo_puts_back_exactly_the_calls_still_waiting_where_they_were_moved(ru
 
 
 @pytest.mark.parametrize("content, fragment", [
-    ('{"conversationId": "x", "status": "dry-run"}\n', "has no record of a transferred call"),
-    ("transferred abc participant def to queue ghi (verified)\n", "line 1 is not a JSON result record"),
+    ('{"conversationId": "0b6c7a8e-2f1d-4c3b-9a5e-6d7f8e9a0b1c", "status": "dry-run"}\n',
+     "has no record of a transferred call"),
+    ("transferred abc participant def to queue ghi (verified)\n", "line 1 is not a result line of an earlier run"),
 ])
 def test_an_undo_file_with_nothing_to_undo_is_exit_2(run_inprocess, tmp_path, content: str, fragment: str) -> None:
     org = FakeOrg()

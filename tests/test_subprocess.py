@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import subprocess
@@ -10,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import SCRIPT, Scenario, run_script
+from conftest import SCRIPT, Scenario, final_lines, final_records, run_script
 from fake_org import script_environment
 
 
@@ -21,8 +20,8 @@ def test_user_id_transfers_the_agents_call_over_http(scenario: Scenario, served)
     result = run_script(served(org), org, "--user-id", scenario.agent, "--queue-id", scenario.billing)
 
     assert result.code == 0, result.err
-    assert result.out == (f"transferred {scenario.agent_call} participant {agent_leg['id']} "
-                          f"to queue {scenario.billing} (verified)\n")
+    assert final_lines(result.out) == [f"transferred {scenario.agent_call} participant {agent_leg['id']} from queue "
+                                       f"{scenario.support} to queue {scenario.billing} (moved, verified)"]
     assert [t["participantId"] for t in org.transfers] == [agent_leg["id"]]
     assert org.queue_of(scenario.agent_call) == scenario.billing
     assert org.client_secret not in result.out + result.err
@@ -36,7 +35,7 @@ def test_conversation_id_from_the_environment_with_json_output(scenario: Scenari
     result = run_script(served(org), org, "--json", env=env)
 
     assert result.code == 0, result.err
-    record = json.loads(result.out)
+    [record] = final_records(result.out)
     assert (record["status"], record["verified"], record["queueId"]) == ("transferred", True, scenario.billing)
     assert len(org.transfers) == 1 and org.queue_of(scenario.waiting_call) == scenario.billing
 
