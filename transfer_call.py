@@ -1907,7 +1907,7 @@ def transfer(org: Org, call: Call) -> None:
             return
         if seen in ("answered", "ended"):
             call.moved = "no"
-            what = "answered by an agent before the transfer" if seen == "answered" else "ended"
+            what = "answered before the transfer (by an agent where it waited)" if seen == "answered" else "ended"
             call.skip(f"the call was {what}; nothing moved", NoLiveCall(f"{action}: the call was {what}"))
             return
         if seen == "waiting" and attempt == 2:  # still where it was, nothing pending: as sure as it gets

@@ -7,11 +7,15 @@ semantics follow ../shared/genesys-api.md: client-credentials tokens with an exp
 permissions (403 missing.any.permissions), a rolling rate limit per token with inin-ratelimit-*
 headers and 429 + Retry-After, the transfer answered 202 and applied asynchronously (carrying the
 call's priority, skills and language), routing changes and participant data on a live call,
-analytics as a lagging candidate list, and the user-context endpoints refusing client-credentials
-tokens.
+analytics as a lagging candidate list, the conversation's recentTransfers (TransferResponse: Pending
+until the transfer is applied, then Complete, or Failed when the leg or call ended first), and the
+user-context endpoints refusing client-credentials tokens.
 
 Use it in-process with `httpx.MockTransport(org.handle)`, or over HTTP with `serve(org)`.
-Faults (`org.inject`) and scripted events (`org.when`) are matched before a request is handled.
+Faults (`org.inject`) and scripted events (`org.when`) are matched before a request is handled; a
+fault with process=True is handled for real first, so its answer is lost (a 5xx, a dropped
+connection, a hang, a body that cannot be decoded) while its effect stands. Timed events
+(`org.at`) happen in time order with delayed transfers, at the first request after their moment.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ ROUTING_BODY_KEYS = frozenset({"priority", "skillIds", "languageId",
                                "skillExpression", "labelId", "requestScoredAgents"})
 ROUTING_BODY_MODELLED = frozenset({"priority", "skillIds", "languageId"})
 PRIORITY_LIMIT = 25_000_000  # |priority| at most this, as the SDK model enforces
+RECENT_TRANSFERS = 20  # a conversation's recentTransfers keeps the last 20, as Genesys does
 # The error code of a routing PATCH on a call not waiting in a queue is unverified (expect 400 or
 # 404): one place to change it.
 NOT_IN_QUEUE = "conversation.not.in.queue"
@@ -141,7 +146,8 @@ class FakeOrg:
                  client_secret: str = "fake-secret-DO-NOT-LEAK-7f3a9c",
                  permissions: frozenset[str] = ALL_PERMISSIONS, token_ttl: float = 86400,
                  rate_limit: int = 300, rate_window: float = 60.0, transfer_delay: float = 0.0,
-                 latency: float = 0.0, remove_skills_from_blind_transfer: bool = False) -> None:
+                 latency: float = 0.0, remove_skills_from_blind_transfer: bool = False,
+                 show_recent_transfers: bool = True) -> None:
         self.client_id, self.client_secret = client_id, client_secret
         self.permissions = set(permissions)
         self.token_ttl = token_ttl
@@ -150,6 +156,9 @@ class FakeOrg:
         self.latency = latency
         # the org setting removeSkillsFromBlindTransfer: a blind transfer drops the call's skills
         self.remove_skills_from_blind_transfer = remove_skills_from_blind_transfer
+        # False: queue transfers do not show in a conversation's recentTransfers (whether the real API
+        # lists them there is unverified)
+        self.show_recent_transfers = show_recent_transfers
         self.lock = threading.RLock()
         self.queues: dict[str, dict[str, Any]] = {}
         self.users: dict[str, dict[str, Any]] = {}
@@ -165,7 +174,9 @@ class FakeOrg:
         self.rate_limited = 0                         # 429s answered
         self.hidden_from_analytics: set[str] = set()  # analytics has not seen these yet
         self.stale_in_analytics: set[str] = set()     # analytics still shows these as open
-        self._pending: list[tuple[float, dict[str, Any]]] = []
+        # (when, transfer, its recentTransfers entry or None): accepted transfers not yet applied
+        self._pending: list[tuple[float, dict[str, Any], dict[str, Any] | None]] = []
+        self._timed: list[tuple[float, Callable[[FakeOrg], None]]] = []  # org.at: (when, action)
         self._rules: list[Rule] = []
         self._calls_by_token: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
 
@@ -314,7 +325,12 @@ class FakeOrg:
     def inject(self, method: str, path: str, status: int = 503, *, times: int | None = 1,
                retry_after: float | None = None, process: bool = False, action: str | None = None,
                delay: float = 0.0, body: Any = "default", headers: dict[str, str] | None = None) -> None:
-        """Answer matching requests with a fault: a status, a dropped connection or a hang."""
+        """Answer matching requests with a fault: a status, a dropped connection (action="drop") or a hang ("timeout").
+
+        process=True handles the request for real first: the effect stands, the answer is lost. Headers
+        such as {"Content-Encoding": "gzip"} with a body not in that encoding make httpx raise
+        httpx.DecodingError in the client, in-process and over HTTP.
+        """
         if body == "default":
             body = self._error_body(status, "service.unavailable" if status >= 500 else "bad.request",
                                     "The service is currently unavailable")[0]
@@ -327,10 +343,32 @@ class FakeOrg:
         """Run action(org) just before matching requests are handled (a call ends, an agent answers)."""
         self._rules.append(Rule(method, re.compile(path), times, action=action))
 
+    def at(self, seconds: float, action: Callable[[FakeOrg], None]) -> None:
+        """Run action(org) once, `seconds` (monotonic) from now: an agent answers 1 s after a lost answer.
+
+        Like a delayed transfer it happens at the first request (or look-up such as queue_of) after
+        that moment, and in time order with the transfers due by then: an event due before a
+        transfer's moment happens first, whenever the next request comes.
+        """
+        with self.lock:
+            self._timed.append((time.monotonic() + seconds, action))
+
+    def clear_faults(self) -> None:
+        """Drop every fault, scripted event and timed event not yet used up: the org behaves normally again."""
+        with self.lock:
+            self._rules.clear()
+            self._timed.clear()
+
     # --- what tests look at ------------------------------------------------------------
 
     def sent(self, method: str, path_part: str = "") -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method and path_part in r["path"]]
+
+    def recent_transfers(self, conversation_id: str) -> list[dict[str, Any]]:
+        """The conversation's recentTransfers now (copies), oldest first, as GET /api/v2/conversations/{id} shows them."""
+        with self.lock:
+            self._apply_due_transfers()
+            return copy.deepcopy(self.conversations[conversation_id].get("recentTransfers", []))
 
     def live_participants(self, conversation_id: str, purpose: str) -> list[dict[str, Any]]:
         self._apply_due_transfers()
@@ -365,6 +403,12 @@ class FakeOrg:
             raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
         if reply.action == "timeout":
             raise httpx.ReadTimeout("timed out", request=request)
+        if any(name.lower() == "content-encoding" for name in reply.headers):
+            # a stream the client decodes as it reads the body, as over HTTP: a body that is not in
+            # that encoding raises httpx.DecodingError in the client, after the request was handled
+            data = reply.encoded()
+            headers = {"Content-Length": str(len(data)), **reply.headers}
+            return httpx.Response(reply.status, headers=headers, stream=httpx.ByteStream(data), request=request)
         return httpx.Response(reply.status, headers=reply.headers, content=reply.encoded(), request=request)
 
     def respond(self, method: str, raw_path: str, headers: dict[str, str], content: bytes) -> Reply:
@@ -556,30 +600,63 @@ class FakeOrg:
                                "The participant is already in the target queue")
         transfer = {"conversationId": conversation_id, "participantId": participant_id, "queueId": queue_id}
         self.transfers.append(transfer)
-        self._pending.append((time.monotonic() + self.transfer_delay, transfer))
+        entry = self._record_transfer(conversation) if self.show_recent_transfers else None
+        self._pending.append((time.monotonic() + self.transfer_delay, transfer, entry))
         self._apply_due_transfers()
         return Reply(202)
 
+    @staticmethod
+    def _record_transfer(conversation: dict[str, Any]) -> dict[str, Any]:
+        """A TransferResponse on the conversation's recentTransfers (the last RECENT_TRANSFERS kept), Pending.
+
+        initiator and modifiedBy are empty (an OAuth client is no user); destination, which the model
+        gives only userId and address, is empty for a queue transfer.
+        """
+        entry = {"id": new_id(), "state": "Pending", "dateIssued": now_iso(), "initiator": {}, "modifiedBy": {},
+                 "destination": {}, "transferType": "Unattended"}
+        recent = conversation.setdefault("recentTransfers", [])
+        recent.append(entry)
+        del recent[:-RECENT_TRANSFERS]
+        return entry
+
     def _apply_due_transfers(self) -> None:
-        """The asynchronous half of a transfer: the old leg disconnects, an acd leg waits in the new queue."""
-        moment = time.monotonic()
-        due = [t for when, t in self._pending if when <= moment]
-        self._pending = [(when, t) for when, t in self._pending if when > moment]
-        for transfer in due:
-            conversation = self.conversations[transfer["conversationId"]]
-            old = next(p for p in conversation["participants"] if p["id"] == transfer["participantId"])
-            if "endTime" in conversation or "endTime" in old:
-                continue  # the call ended (or was answered) before the transfer took effect
-            self._end(old)
-            # the call keeps the priority, skills and language it last waited with (skills unless the
-            # org setting removes them); its queue is the new one
-            last = next((p["conversationRoutingData"] for p in reversed(conversation["participants"])
-                         if "conversationRoutingData" in p), {})
-            routing = self._routing_data(transfer["queueId"], 0, (), None)
-            routing.update((key, copy.deepcopy(value)) for key, value in last.items() if key != "queue")
-            if self.remove_skills_from_blind_transfer:
-                routing["skills"] = []
-            conversation["participants"].append(self._participant("acd", queue_id=transfer["queueId"], routing=routing))
+        """What is due by now, in time order: timed events (org.at), and the asynchronous half of a transfer.
+
+        A transfer's old leg disconnects and an acd leg waits in the new queue (recentTransfers:
+        Complete), unless the leg or the call ended first (Failed).
+        """
+        with self.lock:  # tests look up state while served requests are handled
+            moment = time.monotonic()
+            due: list[tuple[float, int, Any]] = [(when, 0, (t, entry)) for when, t, entry in self._pending
+                                                 if when <= moment]
+            due += [(when, 1, action) for when, action in self._timed if when <= moment]
+            self._pending = [item for item in self._pending if item[0] > moment]
+            self._timed = [item for item in self._timed if item[0] > moment]
+            for _, kind, item in sorted(due, key=lambda d: (d[0], d[1])):
+                if kind == 1:
+                    item(self)
+                else:
+                    self._apply_transfer(*item)
+
+    def _apply_transfer(self, transfer: dict[str, Any], entry: dict[str, Any] | None) -> None:
+        conversation = self.conversations[transfer["conversationId"]]
+        old = next(p for p in conversation["participants"] if p["id"] == transfer["participantId"])
+        if "endTime" in conversation or "endTime" in old:  # the call ended (or was answered) first
+            if entry is not None:
+                entry["state"] = "Failed"
+            return
+        if entry is not None:
+            entry["state"] = "Complete"
+        self._end(old)
+        # the call keeps the priority, skills and language it last waited with (skills unless the
+        # org setting removes them); its queue is the new one
+        last = next((p["conversationRoutingData"] for p in reversed(conversation["participants"])
+                     if "conversationRoutingData" in p), {})
+        routing = self._routing_data(transfer["queueId"], 0, (), None)
+        routing.update((key, copy.deepcopy(value)) for key, value in last.items() if key != "queue")
+        if self.remove_skills_from_blind_transfer:
+            routing["skills"] = []
+        conversation["participants"].append(self._participant("acd", queue_id=transfer["queueId"], routing=routing))
 
     def _details_query(self, *, body: Any, **_: Any) -> Reply:
         if not isinstance(body, dict) or "interval" not in body:

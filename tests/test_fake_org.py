@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+import fake_org
 from conftest import Scenario
 from fake_org import (ALL_PERMISSIONS, ANONYMOUS_ADDRESS, NOT_IN_QUEUE, PRIORITY_LIMIT, ROUTING_BODY_KEYS, FakeOrg,
                       build_scenario)
@@ -676,3 +677,167 @@ def test_the_demo_serves_callers_skills_and_languages_on_127_0_0_1() -> None:
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+
+
+# --- recentTransfers, lost answers and timed events ----------------------------------------------------
+
+class Clock:
+    """Stands in for the time module inside fake_org: its monotonic time moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(fake_org, "time", clock)
+    return clock
+
+
+def conversation(api: httpx.Client, conversation_id: str) -> dict[str, Any]:
+    """GET /api/v2/conversations/{id}, checked against Conversation (recentTransfers against TransferResponse)."""
+    answer = api.get(f"/api/v2/conversations/{conversation_id}")
+    assert answer.status_code == 200, answer.text
+    fits(answer.json(), "Conversation")
+    return answer.json()
+
+
+def test_an_accepted_transfer_is_pending_in_recent_transfers_until_it_is_applied(clock: Clock) -> None:
+    ids = build_scenario(transfer_delay=2)
+    org, api, call = ids.org, client_for(ids.org), ids.waiting_call
+    assert "recentTransfers" not in conversation(api, call)
+
+    transfer(api, call, leg(api, call, "acd")["id"], ids.billing)
+
+    clock.advance(1.9)
+    [pending] = conversation(api, call)["recentTransfers"]
+    assert pending["state"] == "Pending" and pending["transferType"] == "Unattended"
+    assert (pending["initiator"], pending["modifiedBy"], pending["destination"]) == ({}, {}, {})
+    model = deserialize(pending, "TransferResponse")
+    assert model.id == pending["id"] and model.date_issued is not None
+    assert org.queue_of(call) == ids.support
+    clock.advance(0.1)
+    [complete] = conversation(api, call)["recentTransfers"]
+    assert {**pending, "state": "Complete"} == complete == org.recent_transfers(call)[0]
+    assert org.queue_of(call) == ids.billing
+
+
+@pytest.mark.parametrize("first", ["answered", "ended"])
+def test_a_transfer_whose_leg_ended_first_is_failed_in_recent_transfers(clock: Clock, first: str) -> None:
+    ids = build_scenario(transfer_delay=2)
+    org, api, call = ids.org, client_for(ids.org), ids.waiting_call
+    transfer(api, call, leg(api, call, "acd")["id"], ids.billing)
+    org.answer(call, ids.agent) if first == "answered" else org.end_call(call)
+    clock.advance(2)
+
+    assert [t["state"] for t in conversation(api, call)["recentTransfers"]] == ["Failed"]
+    assert org.queue_of(call) is None and len(org.transfers) == 1
+    assert [p["userId"] for p in org.live_participants(call, "agent")] == ([ids.agent] if first == "answered" else [])
+
+
+def test_recent_transfers_keeps_the_last_twenty(scenario: Scenario, api: httpx.Client) -> None:
+    org, call = scenario.org, scenario.waiting_call
+    for n in range(23):
+        transfer(api, call, leg(api, call, "acd")["id"], (scenario.billing, scenario.support)[n % 2])
+
+    recent = conversation(api, call)["recentTransfers"]
+    assert len(org.transfers) == 23 and len(recent) == 20 and len({t["id"] for t in recent}) == 20
+    assert all(t["state"] == "Complete" for t in recent)
+    assert [t["dateIssued"] for t in recent] == sorted(t["dateIssued"] for t in recent)  # oldest first
+
+
+def test_an_org_can_keep_queue_transfers_out_of_recent_transfers(clock: Clock) -> None:
+    ids = build_scenario(show_recent_transfers=False, transfer_delay=2)
+    org, api, call = ids.org, client_for(ids.org), ids.waiting_call
+    transfer(api, call, leg(api, call, "acd")["id"], ids.billing)
+    assert "recentTransfers" not in conversation(api, call) and org.recent_transfers(call) == []
+    clock.advance(2)
+    assert org.queue_of(call) == ids.billing and "recentTransfers" not in conversation(api, call)
+
+
+LOST_ANSWERS = {  # how the answer to a processed transfer is lost → what httpx raises in the client
+    "503": ({"status": 503}, None),
+    "drop": ({"action": "drop"}, httpx.RemoteProtocolError),
+    "timeout": ({"action": "timeout", "delay": 1.0}, httpx.ReadTimeout),
+    "undecodable": ({"status": 202, "headers": {"Content-Encoding": "gzip"}, "body": "not gzip"}, httpx.DecodingError),
+}
+
+
+@pytest.mark.parametrize("how", LOST_ANSWERS)
+@pytest.mark.parametrize("over", ["MockTransport", "HTTP"])
+def test_a_processed_transfer_whose_answer_is_lost_still_moves_the_call(served, how: str, over: str) -> None:
+    ids = build_scenario()
+    org, call = ids.org, ids.waiting_call
+    api = client_for(org)
+    if over == "HTTP":  # the same token, over a real connection
+        api = httpx.Client(base_url=served(org), headers={"Authorization": api.headers["Authorization"]}, timeout=0.5)
+    fault, raised = LOST_ANSWERS[how]
+    org.inject("POST", "/replace/queue", process=True, **{"status": 503, **fault})
+    path = f"/api/v2/conversations/{call}/participants/{leg(api, call, 'acd')['id']}/replace/queue"
+
+    if raised is None:
+        assert api.post(path, json={"queueId": ids.billing}).status_code == 503
+    else:
+        with pytest.raises(raised):
+            api.post(path, json={"queueId": ids.billing})
+
+    assert org.transfers == [{"conversationId": call, "participantId": org.transfers[0]["participantId"],
+                              "queueId": ids.billing}]
+    assert org.queue_of(call) == ids.billing and len(org.sent("POST", "/replace/queue")) == 1
+    assert leg(api, call, "acd")["queueId"] == ids.billing  # the fault was used up: the next answers are normal
+
+
+def test_an_undecodable_answer_without_process_changes_nothing(scenario: Scenario, api: httpx.Client) -> None:
+    org, call = scenario.org, scenario.waiting_call
+    org.inject("POST", "/replace/queue", 202, headers={"Content-Encoding": "gzip"}, body="not gzip")
+    with pytest.raises(httpx.DecodingError):
+        api.post(f"/api/v2/conversations/{call}/participants/{leg(api, call, 'acd')['id']}/replace/queue",
+                 json={"queueId": scenario.billing})
+    assert org.transfers == [] and org.queue_of(call) == scenario.support
+
+
+def test_a_timed_event_happens_at_the_first_request_after_its_moment(clock: Clock) -> None:
+    ids = build_scenario()
+    org, api, call = ids.org, client_for(ids.org), ids.waiting_call
+    happened: list[float] = []
+    org.at(1, lambda o: (happened.append(clock.now), o.answer(call, ids.agent)))
+    started = clock.now
+    clock.advance(0.9)
+    assert leg(api, call, "acd") and happened == []  # not yet
+    clock.advance(0.2)
+    assert happened == []  # nothing was asked since: it waits for a request
+
+    assert [p["userId"] for p in org.live_participants(call, "agent")] == [ids.agent]  # a look-up counts
+    assert happened == [pytest.approx(started + 1.1)]
+    conversation(api, call)
+    assert len(happened) == 1  # once
+
+
+@pytest.mark.parametrize("answered_after, transfer_state, queue", [(1.9, "Failed", None), (2.1, "Complete", "billing")])
+def test_timed_events_and_delayed_transfers_happen_in_time_order(clock: Clock, answered_after: float,
+                                                                 transfer_state: str, queue: str | None) -> None:
+    ids = build_scenario(transfer_delay=2)
+    org, api, call = ids.org, client_for(ids.org), ids.waiting_call
+    transfer(api, call, leg(api, call, "acd")["id"], ids.billing)
+    org.at(answered_after, lambda o: o.answer(call, ids.agent))
+    clock.advance(3)  # both are due by the next request, which applies them in the order they were due
+
+    assert [t["state"] for t in conversation(api, call)["recentTransfers"]] == [transfer_state]
+    agent = org.live_participants(call, "agent")[0]
+    assert agent["userId"] == ids.agent and agent["queueId"] == (ids.billing if queue else ids.support)
+
+
+def test_clear_faults_drops_faults_and_events_not_yet_used(scenario: Scenario, api: httpx.Client) -> None:
+    org, call = scenario.org, scenario.waiting_call
+    org.inject("GET", "/api/v2/conversations/", 503, times=None)
+    org.when("GET", "/api/v2/conversations/", lambda o: o.end_call(call), times=None)
+    org.at(0.0, lambda o: o.end_call(call))
+    org.clear_faults()
+    assert leg(api, call, "acd")["queueId"] == scenario.support and "endTime" not in org.conversations[call]
