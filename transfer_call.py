@@ -919,6 +919,11 @@ class Call:
         self.reason, self.error = reason, error
 
     @property
+    def decided(self) -> bool:
+        """Nothing is to be sent for it: found skipped, or refused, when the calls were selected."""
+        return self.skipped or self.error is not None
+
+    @property
     def changed(self) -> bool:
         """Something in the org was (or may have been) changed for this call."""
         return self.moved in ("yes", "unknown") or self.data_written or self.routing == "applied"
@@ -1119,6 +1124,13 @@ class Report:
             if self.bar is not None:
                 self.bar.set_postfix_str(self.status(), refresh=False)
                 self.bar.update(1)
+
+    def close(self) -> None:
+        """Close the --output file (stdout is the interpreter's)."""
+        output = self.streams.get("--output")
+        if output is not None:
+            with contextlib.suppress(OSError):
+                output.close()
 
     def tick(self) -> None:
         """Called while a bulk run sends: without a live line, a progress log line every PROGRESS_EVERY seconds."""
@@ -1937,7 +1949,7 @@ def watch_unclear_transfer(org: Org, call: Call, seconds: float) -> str:
         seen = transfer_effect(conversation, call)
         if seen not in ("waiting", "pending") or time.monotonic() >= deadline:
             return seen
-        org.transport.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))  # a signal: the next read says so
 
 
 def transfer_effect(conversation: Any, call: Call) -> str:
@@ -2101,14 +2113,14 @@ def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
         if not settings.listed and not settings.dry_run:
             org.lock(f"conversation {calls[0].conversation_id}")
     for call in calls:
-        if not call.skipped and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
+        if not call.decided and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
             where = call.queue_name or call.queue_id
             if plan.changes:  # a rerun of a move with routing: the move is done, the rest is set again in place
                 call.move, call.reason = False, f"already waiting in queue {where}"
             else:
                 call.skip(f"already waiting in queue {where}; nothing to do")
-    chosen = {id(call) for call in [call for call in calls if not call.skipped][:settings.limit]}
-    return [call for call in calls if call.skipped or id(call) in chosen]
+    chosen = {id(call) for call in [call for call in calls if not call.decided][:settings.limit]}
+    return [call for call in calls if call.decided or id(call) in chosen]
 
 
 def customer_leg(conversation: Any) -> str | None:
@@ -2143,6 +2155,12 @@ def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
     if leg is None and call.move and chosen.purpose == "agent" and chosen.queue_id == call.queue_id:
         call.skip(f"already answered from queue {call.queue_name or call.queue_id} (by user {chosen.user_id}); "
                   "nothing to do")
+    elif call.move and not (chosen.purpose == "acd" and chosen.queue_id == call.queue_id) and any(
+            t.state in ("Pending", "Active") for t in conversation.recent_transfers or []):
+        # Another run's transfer (or an agent's) not applied yet: a second one could move the call twice.
+        call.fail("a transfer of this call is still pending (an earlier or another run's?); nothing was sent: look "
+                  "at the call, or run again in a moment", Unavailable(f"conversation {conversation.id}: a transfer "
+                                                                      "is pending"))
     return call
 
 
@@ -2582,9 +2600,9 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     calls = select_calls(org, settings, plan)
     report.total, report.started = len(calls), time.monotonic()
     for call in calls:
-        if call.skipped:
+        if call.decided:
             report.call(call)
-    todo = [call for call in calls if not call.skipped]
+    todo = [call for call in calls if not call.decided]
     moving = any(call.move for call in todo)  # a list's calls already in the target are changed in place
     verb, what = bulk_words(settings, dataclasses.replace(plan, in_place=plan.in_place or not moving), len(todo))
     if settings.dry_run:
@@ -2900,6 +2918,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if org is not None:
             org.close()
+        if report is not None:
+            report.close()
         for number, previous in handlers.items():
             signal.signal(number, previous)
 

@@ -156,6 +156,21 @@ def test_failed_verification_after_a_202_is_exit_8_and_a_rerun_sends_nothing(sce
     assert len(org.sent("POST", "/replace/queue")) == 1 and len(org.transfers) == 1
 
 
+
+def test_a_rerun_while_the_first_run_s_transfer_is_still_pending_sends_nothing(run_inprocess) -> None:
+    scenario = build_scenario(transfer_delay=60)  # accepted at once, applied a minute later
+    org, call = scenario.org, scenario.waiting_call
+    first = run_inprocess(org, *move_one(scenario, "--wait", "0"))
+    assert first.code == 0, first.err
+    assert len(org.transfers) == 1 and [t["state"] for t in org.recent_transfers(call)] == ["Pending"]
+
+    again = run_inprocess(org, *move_one(scenario))
+
+    assert again.code == 6, again.err  # nothing was changed by this run: try again later
+    assert len(org.sent("POST", "/replace/queue")) == 1 and len(org.transfers) == 1
+    record = single(again.out, call)
+    assert (record["status"], record["moved"]) == ("failed", "no") and "still pending" in record["reason"]
+
 # --- bulk moves ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("status", [500, 403])
