@@ -1705,9 +1705,15 @@ class Org:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another run"
+            holder = ""
+            for _ in range(10):  # the holder writes who it is right after it takes the lock
+                handle.seek(0)
+                holder = handle.read().strip()
+                if holder:
+                    break
+                time.sleep(0.02)
             handle.close()
+            holder = holder or "another run"
             raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then run "
                        "again") from None
         handle.seek(0)
