@@ -25,18 +25,20 @@ SIGHUP/SIGINT/SIGTERM. See README.md.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 
-if __name__ == "__main__":  # first, before any slow import: a signal while starting ends the run cleanly
+if __name__ == "__main__":  # first, before any other import: a signal while starting ends the run cleanly
+    import _signal  # built in, where `signal` imports enum first
+
+    STARTING = {getattr(_signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(_signal, name)}
+
     def stopped_while_starting(signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        os.write(2, f"transfer_call: stopped by {name} while starting; nothing was sent\n".encode())
+        os.write(2, f"transfer_call: stopped by {STARTING[signum]} while starting; nothing was sent\n".encode())
         os._exit(128 + signum)
 
-    for stop_signal in ("SIGINT", "SIGTERM", "SIGHUP"):
-        if hasattr(signal, stop_signal):
-            signal.signal(getattr(signal, stop_signal), stopped_while_starting)
+    for number in STARTING:
+        if _signal.getsignal(number) != _signal.SIG_IGN:  # ignored (nohup, a background job): stays ignored
+            _signal.signal(number, stopped_while_starting)
 
 import argparse
 import collections
@@ -51,6 +53,7 @@ import logging
 import math
 import random
 import re
+import signal
 import threading
 import time
 import types
@@ -77,6 +80,7 @@ ANALYTICS_RETRY_DELAY = 1.5
 SETTLE_TIME = 3.0            # how long to watch for an ambiguous transfer to take effect
 DEFAULT_CONCURRENCY = 4
 CONFIRM_ABOVE = 10           # a bulk run moving more calls than this needs a "yes"
+JOURNAL_WINDOW = 600.0       # seconds a transfer this machine sent, not applied yet, holds back another of its leg
 PAGE_SIZE = 100              # the details query's largest page
 PROGRESS_EVERY = 2.0         # seconds between progress lines of a bulk run
 VERIFY_EVERY = 10.0          # seconds between checks of a bulk run's moved calls while it still sends
@@ -116,6 +120,7 @@ NAMED = {"queue": ("get_routing_queue", "queueId", "get_routing_queues", False),
          "skill": ("get_routing_skill", "skillId", "get_routing_skills", True),
          "language": ("get_routing_language", "languageId", "get_routing_languages", True)}
 ROUTING_FIELDS = {"priority": "priority", "skillIds": "skills", "languageId": "language"}  # body key -> words
+DONE_EARLIER = "done in the earlier run"  # the reason of a call a rerun on result lines finds done: not a fact
 PRIORITY_LIMIT = 25_000_000   # RoutingConversationAttributesRequest.priority: -25,000,000 to 25,000,000
 ATTRIBUTE_LIMIT = 256         # characters of a participant data value (Architect's cap)
 DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")   # --waiting-over: 90, 90s, 15m, 1h
@@ -257,11 +262,22 @@ class Listed:
     routing: str | None = None          # the earlier run's routing step: applied | skipped | failed
     from_queue_id: str | None = None
     queue_id: str | None = None
+    values: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the routing it set (--json lines)
+    undo: bool = False                  # the earlier run was an --undo
 
-    @property
-    def finished(self) -> bool:
-        """The earlier run moved it, changed it or found nothing to do (a rerun must not act on it again)."""
-        return self.status in ("transferred", "updated", "skipped") and self.routing != "failed"
+    def finished(self, plan: Plan) -> bool:
+        """The earlier run did what `plan` asks: the call moved (or was found) where it moves it, with its routing.
+
+        A rerun must not move such a call again. An in-place plan is never finished this way:
+        setting the same values again changes nothing.
+        """
+        if plan.in_place or self.status not in ("transferred", "updated", "skipped") or self.routing == "failed" \
+                or self.queue_id != plan.queue_id:
+            return False
+        if plan.routing and self.status != "skipped":
+            return self.routing == "applied" and all(self.values.get(key, value) == value
+                                                     for key, value in plan.routing.items())
+        return True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -444,7 +460,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
         problem = check_base_url(api_host)
         if problem:
             problems.append(problem)
-        base_url, region = api_host.rstrip("/"), None
+        base_url, region = api_host.rstrip("/").lower(), None  # one spelling: it names the run's locks
     else:
         hosts = region_hosts()
         base_url = region_base_url(region, hosts) or ""
@@ -595,8 +611,10 @@ def parse_result_line(text: str) -> dict[str, Any] | None:
     if not match:
         return None
     record = match.groupdict()
-    routing = re.search(r"\brouting (applied|skipped|failed)\b", record.pop("notes") or "")
-    return {**record, "routing": routing and routing.group(1), "fromQueueId": record["fromQueueId"]
+    notes = record.pop("notes") or ""
+    routing = re.search(r"\brouting (applied|skipped|failed)\b", notes)
+    return {**record, "routing": routing and routing.group(1), "undo": "put back" in notes,
+            "reason": text.partition("): ")[2] or None, "fromQueueId": record["fromQueueId"]
             or (record["queueId"] if " in queue " in text.split(" (")[0] else None)}
 
 
@@ -619,10 +637,13 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         if not (isinstance(ids[0], str) and all(i is None or isinstance(i, str) and is_uuid(i) for i in ids)):
             bad.append(number)
             continue
+        if str(record.get("reason") or "").startswith(DONE_EARLIER):
+            continue  # a rerun's pointer to an earlier line, not a fact of its own
         conversation_id = ids[0].lower()
         listed.pop(conversation_id, None)  # the last line of a call counts, and its place in the list
+        values = {key: record[key] for key in ROUTING_FIELDS if key in record}
         listed[conversation_id] = Listed(conversation_id, number, record.get("status"), record.get("routing"),
-                                         *(i and i.lower() for i in ids[1:]))
+                                         *(i and i.lower() for i in ids[1:]), values, record.get("undo") is True)
     where = "standard input" if path == "-" else path
     if bad:
         numbers = ", ".join(map(str, bad[:5])) + (" and more" if len(bad) > 5 else "")
@@ -864,6 +885,7 @@ class Plan:
     routing: Mapping[str, Any] = dataclasses.field(default_factory=dict)     # RoutingConversationAttributesRequest
     attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)  # participant data for the customer
     verify: bool = True              # False with --wait 0: a move counts as done once accepted
+    undo: bool = False               # each call goes back where an earlier run moved it from
 
     @property
     def changes(self) -> bool:
@@ -931,12 +953,15 @@ class Call:
     @property
     def done(self) -> bool:
         """All that was asked for this call was done (verified where verification was asked), or nothing was needed."""
-        if self.dry_run or self.skipped:
+        if self.dry_run:
             return True
+        if self.skipped:  # nothing to do, or nothing possible: unless its participant data was written for nothing
+            return not self.data_written or self.moved == "yes"
         if self.error is not None or self.cut_short or self.routing == "failed":
             return False
         if self.move:
-            return self.moved == "yes" and (self.verified or not self.plan.verify)
+            return self.moved == "yes" and (self.verified or not self.plan.verify) and \
+                (self.routing in ("applied", "skipped") or not self.plan.routing)
         return (self.routing == "applied" or not self.plan.routing) and \
             (self.data_written or not self.plan.attributes)
 
@@ -967,7 +992,8 @@ class Call:
             "conversationId": self.conversation_id, "participantId": self.participant_id, "purpose": self.purpose,
             "userId": self.user_id, "fromQueueId": self.from_queue_id, "queueId": self.queue_id,
             "queueName": self.queue_name, "status": self.status, "moved": self.moved or "no",
-            "verified": self.verified, "final": self.final, **self.plan.routing}
+            "verified": self.verified, "final": self.final, **self.plan.routing,
+            **({"undo": True} if self.plan.undo else {})}
         optional = {"reason": self.reason, "errorCode": self.error and self.error.code, "requests": self.requests,
                     "elapsedMs": self.elapsed_ms, "attributes": dict(self.plan.attributes) or None,
                     "routing": self.routing, "routingReason": self.routing_reason}
@@ -995,6 +1021,8 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
         notes.append("verified" if result["verified"] else "verifying" if not result["final"] else "not verified")
     if result.get("routing"):
         notes.append(f"routing {result['routing']}")
+    if result.get("undo"):
+        notes.append("put back")
     reasons = [text for text in (reason, result.get("routingReason")) if text]
     return f"{status} {subject} ({', '.join(notes)})" + (f": {'; '.join(reasons)}" if reasons else "")
 
@@ -1023,6 +1051,7 @@ class Stop:
             self.exit_code, self.signal_name = 128 + signum, signal.Signals(signum).name
         self._event.set()
         if self.preparing:
+            self.preparing = False  # once: a second signal must not interrupt the handling of the first
             raise KeyboardInterrupt
 
     def halt(self, error: TransferCallError) -> None:
@@ -1065,12 +1094,14 @@ class Report:
     (`| head -1`, a log shipper that died) stops the result lines there, never the run.
     """
 
-    def __init__(self, as_json: bool, stream: Any = None, output: Any = None) -> None:
+    def __init__(self, as_json: bool, stream: Any = None, output: Any = None, stop: Stop | None = None) -> None:
         self.as_json = as_json
+        self.stop = stop
         self.streams = {"stdout": stream, "--output": output} if output else {"stdout": stream}
         self.transport: Transport | None = None
         self.counts: collections.Counter[str] = collections.Counter()  # final statuses
         self.moved: set[str] = set()   # conversations whose transfer was accepted
+        self.handled: set[str] = set()  # conversations with a line so far (accepted, or final)
         self.verified = 0
         self.total = 0
         self.changed = False           # something in the org was (or may have been) changed
@@ -1099,10 +1130,14 @@ class Report:
                 # (sys.stdout is None) or stream (ValueError): the calls go on whatever happens to stdout.
                 except (OSError, ValueError, AttributeError) as exc:
                     self.broken.add(name)
-                    log.warning("cannot write results to %s (%s); no more result lines are written there, the run "
-                                "goes on", name, exc.strerror if isinstance(exc, OSError) else type(exc).__name__)
+                    why = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
                     if name == "stdout":
+                        log.warning("cannot write results to stdout (%s); no more result lines are written there, "
+                                    "the run goes on", why)
                         silence(stream)
+                    elif self.stop is not None:  # the record asked for cannot be kept: change nothing more
+                        self.stop.halt(UsageError(f"cannot write to the --output file ({why}); no further call "
+                                                  "was changed: free the space, then run again on the result lines"))
 
     def call(self, call: Call) -> None:
         """Write the call's line: a fact just learnt (its transfer accepted), or its final outcome."""
@@ -1115,15 +1150,16 @@ class Report:
             self.changed = self.changed or call.changed
             if call.moved == "yes":
                 self.moved.add(call.conversation_id)
-            if not final:
-                return
-            call.reported = True
-            self.counts[call.status] += 1
-            self.verified += call.verified
-            self.routing_failed += call.routing == "failed"
+            first = call.conversation_id not in self.handled
+            self.handled.add(call.conversation_id)
+            if final:
+                call.reported = True
+                self.counts[call.status] += 1
+                self.verified += call.verified and call.moved == "yes"
+                self.routing_failed += call.routing == "failed"
             if self.bar is not None:
                 self.bar.set_postfix_str(self.status(), refresh=False)
-                self.bar.update(1)
+                self.bar.update(int(first))
 
     def close(self) -> None:
         """Close the --output file (stdout is the interpreter's)."""
@@ -1150,7 +1186,7 @@ class Report:
         tqdm = import_dependency("tqdm")
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with tqdm.tqdm(total=self.total, initial=sum(self.counts.values()), unit="call", file=stderr,
+        with tqdm.tqdm(total=self.total, initial=len(self.handled), unit="call", file=stderr,
                        bar_format="{n}/{total} calls {bar}{postfix}", dynamic_ncols=True) as bar, \
                 logging_redirect_tqdm(loggers=[log]):  # log lines print above the live line, not through it
             self.bar = bar
@@ -1171,17 +1207,17 @@ class Report:
                           f"not sent {counts['not-sent']}"])
 
     def progress(self) -> str:
-        """The log line of a bulk run's progress: how many calls of how many, and status()."""
-        return f"{sum(self.counts.values())}/{self.total}: {self.status()}"
+        """The log line of a bulk run's progress: how many calls of how many were acted on, and status()."""
+        return f"{len(self.handled)}/{self.total}: {self.status()}"
 
     def status(self) -> str:
         """The tally so far, calls a minute, and the time left, which the request rate limit may bound."""
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        return f"{self.tally()}; {sum(self.counts.values()) / elapsed * 60:.0f} calls/min{self.time_left()}"
+        return f"{self.tally()}; {len(self.handled) / elapsed * 60:.0f} calls/min{self.time_left()}"
 
     def time_left(self) -> str:
         """"; about 40s left", from the pace so far and, when it binds, the request rate limit; "" at the ends."""
-        done = sum(self.counts.values())
+        done = len(self.handled)
         if not done or done >= self.total:
             return ""
         left = (self.total - done) * max(time.monotonic() - self.started, 1e-6) / done
@@ -1682,26 +1718,15 @@ class Org:
     def lock(self, what: str) -> None:
         """Hold, until the process ends, this machine's lock on `what` in this org; raise Busy when another run has it.
 
-        A file lock (flock) in a per-user runtime folder: the kernel releases it however the
-        process ends, SIGKILL included. It does not reach other machines.
+        A file lock (flock) in the user's state folder (state_folder): the kernel releases it
+        however the process ends, SIGKILL included. It does not reach other machines or users.
         """
         try:
             import fcntl
-        except ImportError:  # not on this platform (Windows): say so once, and go on unlocked
+        except ImportError:  # not on this platform (Windows): go on unlocked
             log.debug("no file locks on this platform: overlapping runs are not prevented")
             return
-        import hashlib
-        import tempfile
-
-        folder = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(),
-                              "transfer_call" if os.environ.get("XDG_RUNTIME_DIR") else f"transfer_call-{os.getuid()}")
-        name = hashlib.sha256(f"{self.base_url} {what}".encode()).hexdigest()[:24]
-        try:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            handle = open(os.path.join(folder, f"{name}.lock"), "a+", encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"cannot create a lock file in {folder}: {exc.strerror}; set XDG_RUNTIME_DIR to a folder "
-                             "of yours") from None
+        handle = self._state_file(f"{what}.lock", "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -1713,15 +1738,60 @@ class Org:
                     break
                 time.sleep(0.02)
             handle.close()
-            holder = holder or "another run"
-            raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then run "
-                       "again") from None
+            raise Busy(f"{holder or 'another run'} is acting on {what} in this org; wait for it to finish (or stop "
+                       "it), then run again") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"transfer_call run {os.getpid()} (started "
                      f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})")
         handle.flush()
         self._locks.append(handle)
+
+    def remember_transfer(self, call: Call) -> None:
+        """Note in this machine's journal that the call's leg was transferred (see transferred_before)."""
+        try:
+            with self._state_file("transfers", "a") as journal:
+                journal.write(f"{call.conversation_id} {call.participant_id} {time.time():.0f}\n")
+        except (OSError, UsageError) as exc:
+            log.debug("cannot write the journal of transfers: %s", exc)
+
+    def journal(self) -> dict[tuple[str, str], float]:
+        """(conversation, leg) -> when a run on this machine transferred that leg, in the last JOURNAL_WINDOW seconds.
+
+        A transfer replaces the leg it moves, so a leg still live after its transfer was accepted
+        is a transfer not applied yet: a second one could move the call twice.
+        """
+        try:
+            with self._state_file("transfers", "r") as journal:
+                lines = journal.read().splitlines()
+        except (OSError, UsageError):
+            return {}
+        since, found = time.time() - JOURNAL_WINDOW, {}
+        for line in lines:
+            conversation_id, participant_id, moment = (line.split(" ") + ["", "", ""])[:3]
+            with contextlib.suppress(ValueError):
+                if float(moment) >= since:
+                    found[conversation_id, participant_id] = float(moment)
+        return found
+
+    def _state_file(self, what: str, mode: str) -> Any:
+        """A file of this org's in the user's state folder: ~/.cache/transfer_call, 0700, never through a symlink."""
+        import hashlib
+
+        folder = os.path.join(os.path.expanduser("~"), ".cache", "transfer_call")
+        name = hashlib.sha256(f"{self.base_url} {what}".encode()).hexdigest()[:24]
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            if os.lstat(folder).st_uid != os.getuid() or os.path.islink(folder):
+                raise UsageError(f"{folder} is not a folder of this user's; remove it")
+            flags = {"a+": os.O_RDWR | os.O_CREAT | os.O_APPEND, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                     "r": os.O_RDONLY}[mode] | getattr(os, "O_NOFOLLOW", 0)
+            return os.fdopen(os.open(os.path.join(folder, name), flags, 0o600), mode, encoding="utf-8")
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise UsageError(f"cannot use the state folder {folder} ({exc.strerror}); check HOME and that folder's "
+                             "permissions") from None
 
 
 def authenticate(org: Org, settings: Settings) -> None:
@@ -1901,6 +1971,7 @@ def transfer(org: Org, call: Call) -> None:
             call.sent = True
             org.send("post_conversation_participant_replace_queue", path=path, body=transfer_body(call.queue_id))
             call.moved = "yes"
+            org.remember_transfer(call)
             return
         except OutcomeUnknown as exc:
             unclear = f"{action}: {exc}"
@@ -1922,6 +1993,10 @@ def transfer(org: Org, call: Call) -> None:
             return
         if seen == "landed":
             call.moved, call.verified = "yes", True
+            return
+        if seen == "landed, then ended":
+            call.moved = "yes"
+            call.skip(f"the call reached queue {call.queue_name or call.queue_id}, then ended")
             return
         if seen in ("answered", "ended"):
             call.moved = "no"
@@ -1962,9 +2037,10 @@ def transfer_effect(conversation: Any, call: Call) -> str:
     """What a conversation shows of a transfer of `call`: see watch_unclear_transfer."""
     if transfer_landed(conversation, call.participant_id, call.queue_id, call.known_legs):
         return "landed"
-    if conversation_ended(conversation):
-        return "ended"
     participants = conversation.participants or []
+    if conversation_ended(conversation):  # a leg in the target queue, even ended, says the transfer was applied
+        return "landed, then ended" if any(p.id != call.participant_id and p.id not in call.known_legs
+                                           and p.queue_id == call.queue_id for p in participants) else "ended"
     if any(p.id == call.participant_id and is_live(p) for p in participants):
         pending = any(t.state in ("Pending", "Active") for t in conversation.recent_transfers or [])
         return "pending" if pending else "waiting"
@@ -2098,7 +2174,7 @@ def make_plan(org: Org, settings: Settings) -> Plan:
     if problems:
         raise UsageError("; ".join(problems))
     return Plan(*target, in_place=settings.in_place, routing=routing, attributes=dict(settings.attributes),
-                verify=settings.wait > 0)
+                verify=settings.wait > 0, undo=settings.undo)
 
 
 def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
@@ -2118,6 +2194,7 @@ def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
             list_named_calls(org, settings, plan) if settings.listed else [find_call(org, settings, plan)]
         if not settings.listed and not settings.dry_run:
             org.lock(f"conversation {calls[0].conversation_id}")
+    journal = org.journal() if not settings.dry_run else {}
     for call in calls:
         if not call.decided and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
             where = call.queue_name or call.queue_id
@@ -2125,6 +2202,11 @@ def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                 call.move, call.reason = False, f"already waiting in queue {where}"
             else:
                 call.skip(f"already waiting in queue {where}; nothing to do")
+        elif not call.decided and call.move and (call.conversation_id, call.participant_id) in journal:
+            moment = dt.datetime.fromtimestamp(journal[call.conversation_id, call.participant_id]).strftime("%H:%M:%S")
+            call.fail(f"a run on this machine transferred this very leg at {moment} and that transfer is not applied "
+                      "yet; nothing was sent: look at the call, or run again in a moment",
+                      Unavailable(f"conversation {call.conversation_id}: a transfer is pending"))
     chosen = {id(call) for call in [call for call in calls if not call.decided][:settings.limit]}
     return [call for call in calls if call.decided or id(call) in chosen]
 
@@ -2195,8 +2277,8 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                                          queue_name=plan.queue_name, move=not plan.in_place)
              for entry in settings.listed}
     for entry in settings.listed:
-        if entry.finished:
-            calls[entry.conversation_id].skip(f"done in the earlier run (its line {entry.line}: {entry.status})")
+        if entry.finished(plan):
+            calls[entry.conversation_id].skip(f"{DONE_EARLIER} (its line {entry.line}: {entry.status})")
     unfinished = [cid for cid, call in calls.items() if not call.skipped]
     for conversation_id, conversation in zip(unfinished, read_conversations(org, unfinished, settings.concurrency),
                                              strict=True):
@@ -2218,7 +2300,9 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
         call = Call(record.conversation_id, leg and leg.id, "acd", None, record.queue_id, record.from_queue_id,
                     customer_id=None if leg is None else customer_leg(conversation), plan=plan,
                     known_legs=frozenset() if leg is None else frozenset(p.id for p in conversation.participants))
-        if isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
+        if record.undo:  # its last line is an undo's own: it was put back already
+            call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
+        elif isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
             call.skip("the call has ended since it was moved")
         elif record.from_queue_id is None:
             call.skip(f"its record (line {record.line}) has no fromQueueId: where it came from is unknown")
@@ -2332,7 +2416,7 @@ def act_on_call(org: Org, call: Call, report: Report, watch_live: bool) -> None:
         call.skip(str(exc), exc)
     except TransferCallError as exc:
         call.fail(f"not verified: {exc}" if call.moved == "yes" else str(exc), exc)
-    if plan.routing and (watch_live or not call.move):
+    if plan.routing and (watch_live or not call.move or call.verified):  # verified: seen by the unclear-answer watch
         route_when_in_queue(org, call, confirm_live=watch_live)
 
 
@@ -2460,11 +2544,24 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
         if isinstance(call.error, HALTING):
             stop.halt(call.error)
 
-    while todo and (len(calls) == 1 or todo[0].plan.routing) and not stop.is_set():
-        call = todo.pop(0)  # one at a time, watched live, until a routing change went through
+    def guarded(task: Callable[[Call], None], call: Call) -> None:
+        try:
+            task(call)
+        except Exception as exc:  # noqa: BLE001 - a bug must not cost the other calls their records
+            log.debug("unexpected error on conversation %s", call.conversation_id, exc_info=True)
+            error = TransferCallError(f"unexpected error: {type(exc).__name__}: {exc}")
+            call.fail(f"{error} (run with -v for the traceback)", error)
+            stop.halt(error)
+            report.call(call)
+
+    def watched(call: Call) -> None:
         act_on_call(org, call, report, watch_live=True)
         halt_on(call)
         report.call(call)
+
+    while todo and (len(calls) == 1 or todo[0].plan.routing) and not stop.is_set():
+        call = todo.pop(0)  # one at a time, watched live, until a routing change went through
+        guarded(watched, call)
         if call.routing == "failed" and call.error is not None:
             stop.halt(call.error)
         if call.routing == "applied":
@@ -2496,18 +2593,10 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
         report.call(call)
 
     def submit(task: Callable[[Call], None], call: Call) -> None:
-        def guarded() -> None:
-            try:
-                task(call)
-            except Exception as exc:  # noqa: BLE001 - a bug must not cost the other calls their records
-                log.debug("unexpected error on conversation %s", call.conversation_id, exc_info=True)
-                error = TransferCallError(f"unexpected error: {type(exc).__name__}: {exc}")
-                call.fail(f"{error} (run with -v for the traceback)", error)
-                report.call(call)
-        futures.append(pool.submit(guarded))
+        futures.append(pool.submit(guarded, task, call))
 
     def seen(call: Call) -> None:
-        call.verified = True
+        call.verified = not call.skipped  # seen in its queue, or found ended
         with lock:
             awaiting.pop(call.conversation_id, None)
         if call.plan.routing:
@@ -2777,7 +2866,7 @@ def format_check(rows: list[dict[str, str]], as_json: bool) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     variables = "\n".join(f"  {name:<24}{meaning}" for name, meaning in ENV_VARS.items())
     parser = argparse.ArgumentParser(
-        prog="transfer_call.py",  # a fixed width: --help reads the same in every terminal, and as in the README
+        prog="transfer_call.py", allow_abbrev=False,  # a typo of one flag must not be taken for another  # a fixed width: --help reads the same in every terminal, and as in the README
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=100),
         description="Blind-transfer a live Genesys Cloud voice call to another queue and verify it landed.",
         epilog=f"""\
@@ -2881,13 +2970,14 @@ def main(argv: list[str] | None = None) -> int:
     stop, args, report, org = Stop(), None, None, None
     # Signals only set the stop flag (see Stop): no request is sent after one, whatever was running.
     handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        handlers = {number: signal.signal(number, stop.handle) for number in STOP_SIGNALS}
+    if threading.current_thread() is threading.main_thread():  # a signal ignored (nohup) stays ignored
+        handlers = {number: signal.signal(number, stop.handle) for number in STOP_SIGNALS
+                    if signal.getsignal(number) != signal.SIG_IGN}
     try:
         args = parse_args(argv)
         configure_logging(args)
         settings = resolve_settings(args, os.environ)
-        report = Report(args.json, output=open_output(settings.output))
+        report = Report(args.json, output=open_output(settings.output), stop=stop)
         log.info("org: %s%s, OAuth client %s", settings.base_url,
                  f" (region {settings.region})" if settings.region else "", settings.client_id)
         org = make_org(settings, stop=stop)
@@ -2926,8 +3016,9 @@ def main(argv: list[str] | None = None) -> int:
             org.close()
         if report is not None:
             report.close()
-        for number, previous in handlers.items():
-            signal.signal(number, previous)
+        starting = globals().get("stopped_while_starting")  # defined when run as a script
+        for number, previous in handlers.items():  # not the start-up handler: the run is over, its code stands
+            signal.signal(number, signal.SIG_IGN if starting is not None and previous is starting else previous)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,11 @@ SCRIPT = Path(__file__).resolve().parent.parent / "transfer_call.py"
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No GENESYS_*/TARGET_* leaks in, HOME and the working folder are empty temp dirs."""
+    """No GENESYS_*/TARGET_* leaks in, HOME (where runs keep their locks) and the working folder are empty temp dirs."""
     for name in list(os.environ):
         if name.startswith(SETTING_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))  # the runs' locks, apart from any other test's
     monkeypatch.chdir(tmp_path)
 
 

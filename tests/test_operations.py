@@ -241,3 +241,46 @@ def test_a_signal_while_an_unclear_transfer_is_checked_is_the_signal_s_exit_and_
     [line] = out.splitlines()
     assert line.startswith("unknown ") and "(may have moved)" in line
     assert "may or may not have been processed" in line and "stopped by SIGINT" in line
+
+
+def test_a_second_signal_while_starting_does_not_interrupt_the_handling_of_the_first() -> None:
+    import transfer_call
+
+    stop = transfer_call.Stop()
+    with pytest.raises(KeyboardInterrupt):
+        stop.handle(signal.SIGINT)
+    stop.handle(signal.SIGINT)  # a second Ctrl-C a moment later: no KeyboardInterrupt inside main's handling
+
+    assert stop.exit_code == 130 and stop.signalled
+
+
+def test_a_run_under_nohup_is_not_stopped_by_sighup(served) -> None:
+    org, support, overflow, calls = evacuation_org(20, latency=0.05)
+    ignore_hangup = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # noqa: E731 - what nohup does
+    process = subprocess.Popen([sys.executable, str(SCRIPT), "--from-queue", "Support", "--queue-id", overflow, "--yes"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+                               env=script_environment(org, served(org)), preexec_fn=ignore_hangup)
+    wait_until(lambda: len(org.transfers) >= 3)
+    process.send_signal(signal.SIGHUP)  # the terminal closed
+    out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 0, err
+    assert transfers_per_call(org) == collections.Counter(calls)
+
+
+def test_an_output_file_that_cannot_be_written_stops_further_changes(served) -> None:
+    org, support, overflow, calls = evacuation_org(20, latency=0.02)
+
+    result = run_script(served(org), org, "--from-queue", "Support", "--queue-id", overflow, "--yes", "--output",
+                        "/dev/full", "--concurrency", "2")
+
+    assert result.code == 8, result.err  # the first moves could not be recorded there: nothing more is sent
+    assert "cannot write to the --output file" in result.err
+    assert 1 <= len(org.transfers) <= 4
+    assert len(final_lines(result.out)) == 20  # stdout still has every call's line
+
+
+def test_a_flag_cut_short_is_not_taken_for_another(run_inprocess, scenario: Scenario) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse's own exit, before anything else
+        run_inprocess(scenario.org, "--from-queu", "Support", "--queue-id", scenario.billing)
+    assert exited.value.code == 2 and scenario.org.requests == []

@@ -31,15 +31,6 @@ from test_operations import start, wait_until
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-@pytest.fixture(autouse=True)
-def own_lock_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """Lock files in this test's own folder (inherited by subprocesses): no clash with other test runs."""
-    folder = tmp_path / "run"
-    folder.mkdir()
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(folder))
-    return folder
-
-
 # --- helpers ------------------------------------------------------------------------------------
 
 def last_by_call(out: str) -> dict[str, dict]:
@@ -486,3 +477,104 @@ def test_the_exit_codes_agree_in_the_readme_the_help_and_the_code() -> None:
     assert {7, 8} <= in_code
     assert help_exit_codes() == in_code
     assert readme_exit_codes() == in_code
+
+
+# --- found by the review: reruns while a transfer is pending, lines read back, locks -------------
+
+def test_a_queue_rerun_while_the_first_run_s_transfers_are_pending_sends_none_again(run_inprocess) -> None:
+    org, support, overflow, calls = evacuation_org(2, transfer_delay=30)  # accepted now, applied in 30 s
+    argv = ("--from-queue", "Support", "--queue-id", overflow, "--yes", "--json")
+    assert run_inprocess(org, *argv, "--wait", "0").code == 0  # moved: not verified, as asked
+
+    again = run_inprocess(org, *argv)
+
+    assert again.code == 6, again.err  # nothing changed by this run: try again later
+    assert transfers_per_call(org) == collections.Counter(calls)  # once each
+    assert all(r["status"] == "failed" and "not applied yet" in r["reason"] for r in last_by_call(again.out).values())
+
+
+def test_an_undo_rerun_while_its_transfer_back_is_pending_sends_none_again(run_inprocess, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(1)
+    moved = tmp_path / "moved.jsonl"
+    assert run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--output", str(moved)).code == 0
+    org.transfer_delay = 30
+
+    assert run_inprocess(org, "--undo", str(moved), "--wait", "0").code == 0
+    again = run_inprocess(org, "--undo", str(moved))
+
+    assert again.code == 6, again.err
+    assert [t["queueId"] for t in org.transfers] == [overflow, support]
+
+
+def test_undo_writing_into_the_file_it_reads_does_not_undo_itself_when_run_again(run_inprocess, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(2)
+    results = tmp_path / "results.jsonl"
+    assert run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--json", "--output",
+                         str(results)).code == 0
+
+    for _ in range(2):
+        assert run_inprocess(org, "--undo", str(results), "--json", "--output", str(results)).code == 0
+
+    assert all(org.queue_of(c) == support for c in calls)
+    assert collections.Counter(t["queueId"] for t in org.transfers) == {overflow: 2, support: 2}
+
+
+def test_a_rerun_s_done_earlier_lines_in_the_same_file_keep_the_moves_undoable(run_inprocess, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(2)
+    ids, results = tmp_path / "ids.txt", tmp_path / "results.jsonl"
+    ids.write_text("\n".join(calls) + "\n")
+    for source in (ids, results):  # the second run reads the file it appends to
+        assert run_inprocess(org, "--conversations-file", str(source), "--queue-id", overflow, "--json",
+                             "--output", str(results)).code == 0
+    assert len(org.transfers) == 2
+
+    undo = run_inprocess(org, "--undo", str(results))
+
+    assert undo.code == 0, undo.err
+    assert all(org.queue_of(c) == support for c in calls)
+
+
+def test_result_lines_given_a_new_target_or_new_routing_act_on_it(run_inprocess, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(1)
+    escalations = org.add_queue("Escalations")
+    results = tmp_path / "moved.jsonl"
+    assert run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--output", str(results)).code == 0
+
+    in_place = run_inprocess(org, "--conversations-file", str(results), "--priority", "100")
+    assert in_place.code == 0, in_place.err
+    assert org.routing_of(calls[0])["priority"] == 100
+
+    elsewhere = run_inprocess(org, "--conversations-file", str(results), "--queue-id", escalations)
+    assert elsewhere.code == 0, elsewhere.err
+    assert org.queue_of(calls[0]) == escalations and len(org.transfers) == 2
+
+
+def test_runs_with_and_without_xdg_runtime_dir_share_one_lock(served, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(30, latency=0.03, transfer_delay=3)  # it verifies for 3 s
+    base_url = served(org)
+    login = start(base_url, org, "--from-queue", "Support", "--queue-id", overflow, "--yes",
+                  env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    wait_until(lambda: org.transfers)  # the first run holds the lock and is moving calls
+    cron = run_script(base_url, org, "--from-queue", "Support", "--queue-id", overflow, "--yes")
+    login.communicate(timeout=120)
+
+    assert cron.code == 7, cron.err
+    assert login.returncode == 0
+    assert transfers_per_call(org) == collections.Counter(calls)
+
+
+def test_a_lock_file_planted_as_a_symlink_is_not_followed(run_inprocess, tmp_path) -> None:
+    import hashlib
+
+    org, support, overflow, calls = evacuation_org(1)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    folder = Path(os.environ["HOME"]) / ".cache" / "transfer_call"
+    folder.mkdir(parents=True)
+    name = hashlib.sha256(f"https://api.fake.test queue {support}.lock".encode()).hexdigest()[:24]
+    (folder / name).symlink_to(victim)
+
+    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow)
+
+    assert result.code == 2 and "state folder" in result.err
+    assert victim.read_text() == "precious\n" and org.transfers == []

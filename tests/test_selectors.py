@@ -225,7 +225,7 @@ def test_waiting_over_moves_exactly_the_calls_older_than_the_threshold_oldest_fi
     waited = {minutes: org.add_waiting_call(support, started=minutes_ago(minutes)) for minutes in (1, 9, 12, 40, 25)}
 
     result = run_inprocess(org, "--from-queue", "Support", "--waiting-over", threshold, "--queue-id", overflow,
-                           "--json")
+                           "--json", "--concurrency", "1")  # one at a time: the lines come in the order sent
 
     assert result.code == 0, result.err
     older = [waited[m] for m in sorted(waited, reverse=True) if m > limit]

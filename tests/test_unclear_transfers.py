@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -209,3 +210,47 @@ def test_sigkill_mid_bulk_leaves_a_moved_line_for_the_calls_it_moved(served, tmp
     accepted = {t["conversationId"] for t in org.transfers}
     assert len(moved) >= len(org.transfers) - 2, (len(moved), len(org.transfers))  # at most the 2 in flight missing
     assert moved <= accepted and all(org.queue_of(c) == overflow for c in moved)
+
+
+# --- found by the review ---------------------------------------------------------------------------------
+
+def test_a_lost_answer_then_the_call_lands_and_hangs_up_is_a_move(run_inprocess) -> None:
+    scenario = build_scenario(transfer_delay=0.3)
+    org, call = scenario.org, scenario.waiting_call
+    org.inject("POST", "/replace/queue", 503, process=True)
+    # the caller hangs up after the call landed, and the first look after the POST comes after both
+    late_look = lambda o: (time.sleep(0.6), o._apply_due_transfers())  # noqa: E731
+    org.when("POST", "/replace/queue", lambda o: (o.at(0.45, lambda o: o.end_call(call)),
+                                                  o.when("GET", f"/api/v2/conversations/{call}", late_look)))
+
+    result = run_inprocess(org, *move_one(scenario))
+
+    assert result.code == 0, result.err  # it moved, and then there was nothing left to do
+    record = single(result.out, call)
+    assert (record["status"], record["moved"]) == ("transferred", "yes")
+    assert "then ended" in record["reason"] and len(org.transfers) == 1
+
+
+def test_a_lost_answer_in_a_bulk_move_with_routing_still_gets_its_routing(run_inprocess) -> None:
+    org, support, overflow, calls = evacuation_org(3)
+    org.inject("POST", f"/conversations/{calls[-1]}/participants", 503, process=True)
+
+    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--priority", "50", "--yes",
+                           "--json")
+
+    assert result.code == 0, result.err
+    assert transfers_per_call(org) == collections.Counter(calls)
+    assert all(org.routing_of(c)["priority"] == 50 for c in calls)
+    assert all(r["routing"] == "applied" for r in by_call(result.out).values())
+
+
+def test_participant_data_written_then_the_call_answered_first_is_partly_done(scenario: Scenario,
+                                                                             run_inprocess) -> None:
+    org, call = scenario.org, scenario.waiting_call
+    org.when("POST", "/replace/queue", lambda o: o.answer(call, scenario.agent))
+
+    result = run_inprocess(org, *move_one(scenario, "--attribute", "reason=outage"))
+
+    assert result.code == 8, result.err  # the data was written: something changed, the move was not made
+    assert org.transfers == [] and org.attributes_of(call) == {"reason": "outage"}
+    assert single(result.out, call)["status"] == "skipped"
