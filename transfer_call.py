@@ -274,9 +274,9 @@ class Listed:
         if plan.in_place or self.status not in ("transferred", "updated", "skipped") or self.routing == "failed" \
                 or self.queue_id != plan.queue_id:
             return False
-        if plan.routing and self.status != "skipped":
-            return self.routing == "applied" and all(self.values.get(key, value) == value
-                                                     for key, value in plan.routing.items())
+        if plan.routing:  # only a --json line says which values it set; otherwise the live call decides
+            return self.routing == "applied" and all(
+                key in self.values and same_routing_value(self.values[key], value) for key, value in plan.routing.items())
         return True
 
 
@@ -618,6 +618,11 @@ def parse_result_line(text: str) -> dict[str, Any] | None:
             or (record["queueId"] if " in queue " in text.split(" (")[0] else None)}
 
 
+def same_routing_value(shown: Any, asked: Any) -> bool:
+    """A routing value a record holds is the one asked for (skill ids in any order)."""
+    return sorted(shown) == sorted(asked) if isinstance(asked, list) and isinstance(shown, list) else shown == asked
+
+
 def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...]:
     """The calls --conversations-file (ids, or result lines) or --undo (result lines) names: the last line of each.
 
@@ -637,8 +642,8 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         if not (isinstance(ids[0], str) and all(i is None or isinstance(i, str) and is_uuid(i) for i in ids)):
             bad.append(number)
             continue
-        if str(record.get("reason") or "").startswith(DONE_EARLIER):
-            continue  # a rerun's pointer to an earlier line, not a fact of its own
+        if str(record.get("reason") or "").startswith(DONE_EARLIER) or undo and record.get("status") != "transferred":
+            continue  # a rerun's pointer to an earlier line; for an undo, anything but a move (or a move back)
         conversation_id = ids[0].lower()
         listed.pop(conversation_id, None)  # the last line of a call counts, and its place in the list
         values = {key: record[key] for key in ROUTING_FIELDS if key in record}
@@ -650,13 +655,10 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         expected = "a result line of an earlier run" if undo else "a conversation id or a result line of an earlier run"
         problems.append(f"{where}: line{'s' if len(bad) > 1 else ''} {numbers} {'is' if len(bad) == 1 else 'are'} "
                         f"not {expected} (wrong file?)")
-    elif lines is not None and not listed:
+    elif lines is not None and not listed and not undo:
         problems.append(f"{where} lists no conversation ids")
-    if undo and not bad and listed:
-        moved = {cid: entry for cid, entry in listed.items() if entry.status == "transferred"}
-        if not moved:
-            problems.append(f"{where} has no record of a transferred call: nothing to undo")
-        listed = moved
+    if undo and not bad and lines is not None and not listed:
+        problems.append(f"{where} has no record of a transferred call: nothing to undo")
     return tuple(listed.values())
 
 
@@ -1135,9 +1137,12 @@ class Report:
                         log.warning("cannot write results to stdout (%s); no more result lines are written there, "
                                     "the run goes on", why)
                         silence(stream)
-                    elif self.stop is not None:  # the record asked for cannot be kept: change nothing more
-                        self.stop.halt(UsageError(f"cannot write to the --output file ({why}); no further call "
-                                                  "was changed: free the space, then run again on the result lines"))
+                    else:  # the record asked for cannot be kept: change nothing more
+                        error = UsageError(f"cannot write to the --output file ({why}); no call is changed after "
+                                           "this one: free the space, then run again on the result lines")
+                        log.error("error: %s", error)
+                        if self.stop is not None:
+                            self.stop.halt(error)
 
     def call(self, call: Call) -> None:
         """Write the call's line: a fact just learnt (its transfer accepted), or its final outcome."""
@@ -1658,6 +1663,7 @@ class Org:
         self.base_url = settings.base_url
         self.wait = settings.wait
         self._locks: list[Any] = []
+        self._journal_days: set[dt.date] = set()
 
     def send(self, operation: str, *, path: Mapping[str, str] | None = None,
              query: Mapping[str, Any] | None = None, body: Any = None) -> Any:
@@ -1726,7 +1732,7 @@ class Org:
         except ImportError:  # not on this platform (Windows): go on unlocked
             log.debug("no file locks on this platform: overlapping runs are not prevented")
             return
-        handle = self._state_file(f"{what}.lock", "a+")
+        handle = self._state_file(what, "a+", ".lock")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -1747,51 +1753,77 @@ class Org:
         handle.flush()
         self._locks.append(handle)
 
-    def remember_transfer(self, call: Call) -> None:
-        """Note in this machine's journal that the call's leg was transferred (see transferred_before)."""
+    def remember_transfer(self, call: Call, state: str = "sent") -> None:
+        """Note in this machine's journal that the call's leg is being transferred ("sent"), or was refused ("refused").
+
+        Written before the request goes out: an answer lost on the way back leaves the journal
+        saying so (see journal). A day's journal is a file of its own; those of days past go.
+        """
+        day = dt.datetime.now(dt.timezone.utc).date()
         try:
-            with self._state_file("transfers", "a") as journal:
-                journal.write(f"{call.conversation_id} {call.participant_id} {time.time():.0f}\n")
+            if not self._journal_days:
+                self._forget_old_journals()
+            with self._state_file(f"transfers {day}", "a", ".transfers") as journal:
+                journal.write(f"{call.conversation_id} {call.participant_id} {time.time():.0f} {state}\n")
+            self._journal_days.add(day)
         except (OSError, UsageError) as exc:
             log.debug("cannot write the journal of transfers: %s", exc)
 
     def journal(self) -> dict[tuple[str, str], float]:
-        """(conversation, leg) -> when a run on this machine transferred that leg, in the last JOURNAL_WINDOW seconds.
+        """(conversation, leg) -> when a run on this machine sent a transfer of that leg, in the last JOURNAL_WINDOW s.
 
-        A transfer replaces the leg it moves, so a leg still live after its transfer was accepted
-        is a transfer not applied yet: a second one could move the call twice.
+        A transfer replaces the leg it moves, so a leg still live after a transfer of it was sent
+        is a transfer not applied yet, or one whose answer was lost: a second one could move the
+        call twice. A transfer refused outright does not count.
         """
-        try:
-            with self._state_file("transfers", "r") as journal:
-                lines = journal.read().splitlines()
-        except (OSError, UsageError):
-            return {}
-        since, found = time.time() - JOURNAL_WINDOW, {}
+        now = dt.datetime.now(dt.timezone.utc)
+        lines: list[str] = []
+        for day in {(now - dt.timedelta(seconds=JOURNAL_WINDOW)).date(), now.date()}:
+            try:
+                with self._state_file(f"transfers {day}", "r", ".transfers") as journal:
+                    lines += journal.read().splitlines()
+            except (OSError, UsageError):
+                pass
+        since, last = time.time() - JOURNAL_WINDOW, {}
         for line in lines:
-            conversation_id, participant_id, moment = (line.split(" ") + ["", "", ""])[:3]
+            conversation_id, participant_id, moment, state = (line.split(" ") + ["", "", "", ""])[:4]
             with contextlib.suppress(ValueError):
-                if float(moment) >= since:
-                    found[conversation_id, participant_id] = float(moment)
-        return found
+                last[conversation_id, participant_id] = (float(moment), state)
+        return {leg: moment for leg, (moment, state) in last.items() if state == "sent" and moment >= since}
 
-    def _state_file(self, what: str, mode: str) -> Any:
-        """A file of this org's in the user's state folder: ~/.cache/transfer_call, 0700, never through a symlink."""
+    def _forget_old_journals(self) -> None:
+        folder = self._state_folder()
+        for name in os.listdir(folder):
+            path = os.path.join(folder, name)
+            if name.endswith(".transfers") and time.time() - os.lstat(path).st_mtime > 2 * 86400:
+                os.remove(path)
+
+    @staticmethod
+    def _state_folder() -> str:
+        """The user's state folder, ~/.cache/transfer_call (0700, the user's own, not a symlink)."""
+        folder = os.path.join(os.path.expanduser("~"), ".cache", "transfer_call")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        owner = getattr(os, "getuid", None)  # none on Windows
+        if os.path.islink(folder) or owner is not None and os.lstat(folder).st_uid != owner():
+            raise UsageError(f"{folder} is not a folder of this user's; remove it")
+        os.chmod(folder, 0o700)
+        return folder
+
+    def _state_file(self, what: str, mode: str, suffix: str) -> Any:
+        """This org's file for `what` in the state folder, opened without following a symlink."""
         import hashlib
 
-        folder = os.path.join(os.path.expanduser("~"), ".cache", "transfer_call")
-        name = hashlib.sha256(f"{self.base_url} {what}".encode()).hexdigest()[:24]
+        name = hashlib.sha256(f"{self.base_url} {what}".encode()).hexdigest()[:24] + suffix
         try:
-            os.makedirs(folder, mode=0o700, exist_ok=True)
-            if os.lstat(folder).st_uid != os.getuid() or os.path.islink(folder):
-                raise UsageError(f"{folder} is not a folder of this user's; remove it")
+            folder = self._state_folder()
             flags = {"a+": os.O_RDWR | os.O_CREAT | os.O_APPEND, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
                      "r": os.O_RDONLY}[mode] | getattr(os, "O_NOFOLLOW", 0)
             return os.fdopen(os.open(os.path.join(folder, name), flags, 0o600), mode, encoding="utf-8")
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise UsageError(f"cannot use the state folder {folder} ({exc.strerror}); check HOME and that folder's "
-                             "permissions") from None
+            raise UsageError(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and "
+                             "that folder's permissions") from None
 
 
 def authenticate(org: Org, settings: Settings) -> None:
@@ -1969,15 +2001,17 @@ def transfer(org: Org, call: Call) -> None:
     for attempt in (1, 2):
         try:
             call.sent = True
+            org.remember_transfer(call)  # first: whatever becomes of the answer, a later run knows it was sent
             org.send("post_conversation_participant_replace_queue", path=path, body=transfer_body(call.queue_id))
             call.moved = "yes"
-            org.remember_transfer(call)
             return
         except OutcomeUnknown as exc:
             unclear = f"{action}: {exc}"
         except load_sdk().ApiException as exc:
             if attempt == 1 or error_details(exc)[1] != "conversations.error.transfer.not.connected":
-                call.moved = "no"
+                if attempt == 1:
+                    org.remember_transfer(call, "refused")  # refused outright: a rerun may send it
+                    call.moved = "no"
                 raise transfer_error(exc, action, call.queue_id) from None
             unclear = f"{action}: the second request found the leg gone"  # did the first one go through?
         log.warning("%s; watching the call before deciding anything", unclear)
@@ -2003,15 +2037,10 @@ def transfer(org: Org, call: Call) -> None:
             what = "answered before the transfer (by an agent where it waited)" if seen == "answered" else "ended"
             call.skip(f"the call was {what}; nothing moved", NoLiveCall(f"{action}: the call was {what}"))
             return
-        if seen == "waiting" and attempt == 2:  # still where it was, nothing pending: as sure as it gets
-            call.moved = "no"
-            call.fail(f"{unclear}; the call still waits where it was, twice: nothing moved; try again later",
-                      Unavailable(f"{action}: no clear answer twice"))
-            return
-        if seen != "waiting":
-            call.fail(f"{unclear}; after {max(org.wait, SETTLE_TIME):g}s the call "
-                      f"{'shows a transfer still pending' if seen == 'pending' else 'is ' + seen}: not sent again, "
-                      "check the call")
+        if seen != "waiting" or attempt == 2:  # after two unclear answers, a third could be a second move
+            found = {"pending": "shows a transfer still pending", "waiting": "still waits where it was"}
+            call.fail(f"{unclear}; after {max(org.wait, SETTLE_TIME):g}s the call {found.get(seen, 'is ' + seen)}: "
+                      "not sent again, check the call")
             return
         log.warning("%s: participant %s still waits and no transfer is pending; sending the transfer again", action,
                     call.participant_id)
@@ -2293,7 +2322,7 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
 
 def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     """--undo: each call an earlier run moved goes back where it came from, if it still waits where it was moved."""
-    calls = []
+    calls, journal = [], org.journal()
     for record, conversation in zip(settings.listed, read_conversations(
             org, [r.conversation_id for r in settings.listed], settings.concurrency), strict=True):
         leg = None if isinstance(conversation, NoLiveCall) else waiting_leg(conversation)
@@ -2302,6 +2331,11 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                     known_legs=frozenset() if leg is None else frozenset(p.id for p in conversation.participants))
         if record.undo:  # its last line is an undo's own: it was put back already
             call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
+        elif leg is not None and ((record.conversation_id, leg.id) in journal or any(
+                t.state in ("Pending", "Active") for t in conversation.recent_transfers or [])):
+            call.fail("a transfer of this call is still pending (the move being undone, or an undo); nothing was "
+                      "sent: run again in a moment", Unavailable(f"conversation {record.conversation_id}: a transfer "
+                                                                 "is pending"))
         elif isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
             call.skip("the call has ended since it was moved")
         elif record.from_queue_id is None:
@@ -2744,6 +2778,8 @@ def exit_status(calls: list[Call], stop: Stop) -> tuple[int, str | None]:
     unfinished = [c for c in calls if not c.done]
     changed = any(c.changed for c in calls)
     gone = [c for c in calls if isinstance(c.error, NoLiveCall)]
+    if not unfinished and stop.error is not None:  # every call done, but the run could not keep its record
+        return (ExitCode.PARTIAL if changed else stop.error.exit_code), f"the run stopped early: {stop.error}"
     if not unfinished:
         if calls and len(gone) == len(calls) and not changed:  # the one call (or every call) was gone
             return ExitCode.NO_LIVE_CALL, str(gone[0].error)
@@ -3012,6 +3048,7 @@ def main(argv: list[str] | None = None) -> int:
                   exc_info=bool(args and args.verbose))
         return ExitCode.PARTIAL if report is not None and report.changed else ExitCode.UNEXPECTED
     finally:
+        stop.preparing = False  # a signal now must not interrupt the clean-up
         if org is not None:
             org.close()
         if report is not None:

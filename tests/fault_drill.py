@@ -166,7 +166,10 @@ CASES: list[Case] = [
            state=moved_once) for endpoint in ENDPOINTS for status in (500, 502, 503, 504)],
     # --- 503 on every endpoint, without end
     *[Case(f"503 on every {endpoint} request", BY_AGENT, 6, "try again later",
-           fault(endpoint, 503, times=None), transfers=0) for endpoint in ENDPOINTS],
+           fault(endpoint, 503, times=None), transfers=0) for endpoint in ENDPOINTS if endpoint != "transfer"],
+    # two transfer requests without a clear answer: either may have been processed, so no third (exit 8)
+    Case("503 on every transfer request", BY_AGENT, 8, "still waits where it was: not sent again",
+         fault("transfer", 503, times=None), transfers=0),
     # --- network faults
     Case("read timeout once on a conversation read", BY_AGENT, 0, "verified)",
          fault("conversation read", action="timeout", delay=TIMEOUT + 1), state=moved_once),

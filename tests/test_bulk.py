@@ -232,6 +232,7 @@ def test_the_time_left_accounts_for_the_rate_limit() -> None:
     report = transfer_call.Report(as_json=False)
     report.total, report.transport = 400, Paced()
     report.counts["transferred"] = 100
+    report.handled.update(f"call {n}" for n in range(100))  # 100 calls acted on
     report.started -= 1.0  # 100 calls in one second: unpaced, the rest would take 3 s
 
     line = report.progress()

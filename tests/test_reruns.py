@@ -571,10 +571,89 @@ def test_a_lock_file_planted_as_a_symlink_is_not_followed(run_inprocess, tmp_pat
     victim.write_text("precious\n")
     folder = Path(os.environ["HOME"]) / ".cache" / "transfer_call"
     folder.mkdir(parents=True)
-    name = hashlib.sha256(f"https://api.fake.test queue {support}.lock".encode()).hexdigest()[:24]
+    name = hashlib.sha256(f"https://api.fake.test queue {support}".encode()).hexdigest()[:24] + ".lock"
     (folder / name).symlink_to(victim)
 
     result = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow)
 
     assert result.code == 2 and "state folder" in result.err
     assert victim.read_text() == "precious\n" and org.transfers == []
+
+
+# --- found by the second review --------------------------------------------------------------------
+
+def test_finishing_the_routing_on_the_same_file_keeps_the_moves_undoable(run_inprocess, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(2)
+    results = tmp_path / "results.jsonl"
+    assert run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--json", "--output",
+                         str(results)).code == 0
+    finish = run_inprocess(org, "--conversations-file", str(results), "--queue-id", overflow, "--priority", "50",
+                           "--json", "--output", str(results))
+    assert finish.code == 0, finish.err
+    assert all(org.routing_of(c)["priority"] == 50 for c in calls)
+
+    undo = run_inprocess(org, "--undo", str(results))
+
+    assert undo.code == 0, undo.err
+    assert all(org.queue_of(c) == support for c in calls)
+
+
+@pytest.mark.parametrize("earlier", ["text lines with routing", "a skipped line without routing"])
+def test_earlier_lines_that_cannot_say_which_routing_was_set_let_the_live_call_decide(run_inprocess, tmp_path,
+                                                                                      earlier: str) -> None:
+    org, support, overflow, calls = evacuation_org(1)
+    results = tmp_path / "results.txt"
+    if earlier == "text lines with routing":
+        first = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--priority", "5")
+    else:
+        assert run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow).code == 0
+        first = run_inprocess(org, "--conversation-id", calls[0], "--queue-id", overflow)  # "already waiting"
+    assert first.code == 0, first.err
+    results.write_text(first.out)
+
+    again = run_inprocess(org, "--conversations-file", str(results), "--queue-id", overflow, "--priority", "10")
+
+    assert again.code == 0, again.err
+    assert org.routing_of(calls[0])["priority"] == 10 and len(org.transfers) == 1
+
+
+def test_a_queue_rerun_after_a_lost_answer_does_not_send_that_transfer_again(run_inprocess) -> None:
+    org, support, overflow, calls = evacuation_org(2, transfer_delay=30)
+    org.inject("POST", f"/conversations/{calls[0]}/participants", 503, process=True)
+    argv = ("--from-queue", "Support", "--queue-id", overflow, "--yes", "--wait", "0.2")
+    assert run_inprocess(org, *argv).code == 8  # its outcome is unknown
+
+    again = run_inprocess(org, *argv)
+
+    assert again.code == 6, again.err
+    assert transfers_per_call(org) == collections.Counter(calls)  # each once, over both runs
+
+
+def test_an_output_file_that_fails_on_the_only_call_is_said_and_is_not_exit_0(scenario, run_inprocess) -> None:
+    result = run_inprocess(scenario.org, "--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing,
+                           "--output", "/dev/full")
+
+    assert result.code == 8, result.err
+    assert "cannot write to the --output file" in result.err and len(scenario.org.transfers) == 1
+
+
+def test_a_platform_without_getuid_and_fcntl_still_moves(scenario, run_inprocess, monkeypatch) -> None:
+    monkeypatch.delattr(os, "getuid")
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # no file locks (Windows)
+
+    result = run_inprocess(scenario.org, "--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert scenario.org.queue_of(scenario.waiting_call) == scenario.billing
+
+
+def test_an_undo_right_after_a_move_not_applied_yet_waits_for_it(run_inprocess, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(1, transfer_delay=30)
+    moved = tmp_path / "moved.jsonl"
+    assert run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--wait", "0", "--output",
+                         str(moved)).code == 0
+
+    undo = run_inprocess(org, "--undo", str(moved))
+
+    assert undo.code == 6, undo.err  # not "already back": the move has not happened yet
+    assert len(org.transfers) == 1
