@@ -596,7 +596,7 @@ def read_lines(path: str, problems: list[str]) -> list[str] | None:
 RESULT_LINE = re.compile(
     r"(?P<status>transferred|updated|skipped|failed|not-sent|unknown|dry-run) (?P<conversationId>\S+)"
     r"(?: participant (?P<participantId>\S+))?(?: from queue (?P<fromQueueId>\S+))?"
-    r"(?: (?:to|in) queue (?P<queueId>\S+))?(?: \((?P<notes>[^()]*)\))?(?:: .*)?")
+    r"(?: (?:to|in) queue (?P<queueId>\S+))?(?: \((?P<notes>[^()]*)\))?(?:: (?P<reason>.*))?")
 
 
 def parse_result_line(text: str) -> dict[str, Any] | None:
@@ -614,7 +614,7 @@ def parse_result_line(text: str) -> dict[str, Any] | None:
     notes = record.pop("notes") or ""
     routing = re.search(r"\brouting (applied|skipped|failed)\b", notes)
     return {**record, "routing": routing and routing.group(1), "undo": "put back" in notes,
-            "reason": text.partition("): ")[2] or None, "fromQueueId": record["fromQueueId"]
+            "fromQueueId": record["fromQueueId"]
             or (record["queueId"] if " in queue " in text.split(" (")[0] else None)}
 
 
@@ -848,6 +848,7 @@ class WaitingCall:
     answered: bool
     customer_id: str | None = None  # where participant data goes
     legs: frozenset[str] = frozenset()  # every participant analytics shows
+    conversation_start: dt.datetime | None = None
 
 
 def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
@@ -868,7 +869,8 @@ def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
             answered = answered or (participant.purpose == "agent" and bool(open_segments))
         if leg:
             legs = frozenset(p.participant_id for p in conversation.participants or [])
-            found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered, customer, legs))
+            found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered, customer, legs,
+                                     conversation.conversation_start))
     return found
 
 
@@ -915,6 +917,7 @@ class Call:
     waiting_since: dt.datetime | None = None
     customer_id: str | None = None         # the customer participant, where participant data goes
     known_legs: frozenset[str] = frozenset()  # the call's participants before the transfer (see transfer_landed)
+    conversation_start: dt.datetime | None = None
     move: bool = True                      # False: changed in place, where it waits
     plan: Plan = dataclasses.field(default_factory=Plan)
     # --- the outcome ---
@@ -946,6 +949,13 @@ class Call:
     def decided(self) -> bool:
         """Nothing is to be sent for it: found skipped, or refused, when the calls were selected."""
         return self.skipped or self.error is not None
+
+    @property
+    def journal_key(self) -> str:
+        """The leg as the journal of transfers names it: conversation, leg, and when the conversation started (whole
+        seconds), so that an org that reuses ids (the demo) is not taken for the one that had them before."""
+        start = self.conversation_start
+        return f"{self.conversation_id} {self.participant_id} {int(start.timestamp()) if start else '-'}"
 
     @property
     def changed(self) -> bool:
@@ -995,7 +1005,7 @@ class Call:
             "userId": self.user_id, "fromQueueId": self.from_queue_id, "queueId": self.queue_id,
             "queueName": self.queue_name, "status": self.status, "moved": self.moved or "no",
             "verified": self.verified, "final": self.final, **self.plan.routing,
-            **({"undo": True} if self.plan.undo else {})}
+            **({"undo": True} if self.plan.undo and self.moved == "yes" else {})}
         optional = {"reason": self.reason, "errorCode": self.error and self.error.code, "requests": self.requests,
                     "elapsedMs": self.elapsed_ms, "attributes": dict(self.plan.attributes) or None,
                     "routing": self.routing, "routingReason": self.routing_reason}
@@ -1018,7 +1028,7 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
     if status == "dry-run":
         waited = f" (waiting {result['waitingSeconds']}s)" if result.get("waitingSeconds") is not None else ""
         return f"dry-run {subject}{waited}: would send {'; then '.join(result['requests'])}"
-    notes = [{"yes": "moved", "no": "not moved", "unknown": "may have moved"}[result["moved"]]]
+    notes = [] if in_place else [{"yes": "moved", "no": "not moved", "unknown": "may have moved"}[result["moved"]]]
     if result["moved"] == "yes":
         notes.append("verified" if result["verified"] else "verifying" if not result["final"] else "not verified")
     if result.get("routing"):
@@ -1026,7 +1036,8 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
     if result.get("undo"):
         notes.append("put back")
     reasons = [text for text in (reason, result.get("routingReason")) if text]
-    return f"{status} {subject} ({', '.join(notes)})" + (f": {'; '.join(reasons)}" if reasons else "")
+    return f"{status} {subject}" + (f" ({', '.join(notes)})" if notes else "") + (
+        f": {'; '.join(reasons)}" if reasons else "")
 
 
 # --- the run's state: when to stop, and what to report ---------------------------------------
@@ -1764,13 +1775,13 @@ class Org:
             if not self._journal_days:
                 self._forget_old_journals()
             with self._state_file(f"transfers {day}", "a", ".transfers") as journal:
-                journal.write(f"{call.conversation_id} {call.participant_id} {time.time():.0f} {state}\n")
+                journal.write(f"{call.journal_key} {time.time():.0f} {state}\n")
             self._journal_days.add(day)
         except (OSError, UsageError) as exc:
             log.debug("cannot write the journal of transfers: %s", exc)
 
-    def journal(self) -> dict[tuple[str, str], float]:
-        """(conversation, leg) -> when a run on this machine sent a transfer of that leg, in the last JOURNAL_WINDOW s.
+    def journal(self) -> dict[str, float]:
+        """Call.journal_key -> when a run on this machine sent a transfer of that leg, in the last JOURNAL_WINDOW s.
 
         A transfer replaces the leg it moves, so a leg still live after a transfer of it was sent
         is a transfer not applied yet, or one whose answer was lost: a second one could move the
@@ -1785,11 +1796,12 @@ class Org:
             except (OSError, UsageError):
                 pass
         since, last = time.time() - JOURNAL_WINDOW, {}
-        for line in lines:
-            conversation_id, participant_id, moment, state = (line.split(" ") + ["", "", "", ""])[:4]
+        for line in lines:  # conversation, leg, its start, when sent, sent | refused: the last line of a leg counts
+            fields = line.split(" ")
             with contextlib.suppress(ValueError):
-                last[conversation_id, participant_id] = (float(moment), state)
-        return {leg: moment for leg, (moment, state) in last.items() if state == "sent" and moment >= since}
+                if len(fields) == 5:
+                    last[" ".join(fields[:3])] = (float(fields[3]), fields[4])
+        return {key: moment for key, (moment, state) in last.items() if state == "sent" and moment >= since}
 
     def _forget_old_journals(self) -> None:
         folder = self._state_folder()
@@ -2005,6 +2017,11 @@ def transfer(org: Org, call: Call) -> None:
             org.send("post_conversation_participant_replace_queue", path=path, body=transfer_body(call.queue_id))
             call.moved = "yes"
             return
+        except Stopped:  # raised before the request went out: it was not sent after all
+            if attempt == 1:  # (a second one follows a first whose answer was lost: that one stands)
+                org.remember_transfer(call, "unsent")
+                call.sent = False
+            raise
         except OutcomeUnknown as exc:
             unclear = f"{action}: {exc}"
         except load_sdk().ApiException as exc:
@@ -2231,10 +2248,11 @@ def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                 call.move, call.reason = False, f"already waiting in queue {where}"
             else:
                 call.skip(f"already waiting in queue {where}; nothing to do")
-        elif not call.decided and call.move and (call.conversation_id, call.participant_id) in journal:
-            moment = dt.datetime.fromtimestamp(journal[call.conversation_id, call.participant_id]).strftime("%H:%M:%S")
-            call.fail(f"a run on this machine transferred this very leg at {moment} and that transfer is not applied "
-                      "yet; nothing was sent: look at the call, or run again in a moment",
+        elif not call.decided and call.move and call.journal_key in journal:
+            moment = dt.datetime.fromtimestamp(journal[call.journal_key]).strftime("%H:%M:%S")
+            call.fail(f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still there: "
+                      "that transfer is not applied yet, or its answer was lost; nothing was sent: look at the call "
+                      f"(this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)",
                       Unavailable(f"conversation {call.conversation_id}: a transfer is pending"))
     chosen = {id(call) for call in [call for call in calls if not call.decided][:settings.limit]}
     return [call for call in calls if call.decided or id(call) in chosen]
@@ -2268,7 +2286,7 @@ def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
     target = (chosen.queue_id, None) if plan.in_place else (plan.queue_id, plan.queue_name)
     call = Call(conversation.id, chosen.id, chosen.purpose, chosen.user_id, chosen.queue_id, *target,
                 customer_id=customer_leg(conversation), known_legs=frozenset(p.id for p in conversation.participants),
-                move=not plan.in_place, plan=plan)
+                conversation_start=conversation.start_time, move=not plan.in_place, plan=plan)
     if leg is None and call.move and chosen.purpose == "agent" and chosen.queue_id == call.queue_id:
         call.skip(f"already answered from queue {call.queue_name or call.queue_id} (by user {chosen.user_id}); "
                   "nothing to do")
@@ -2328,10 +2346,11 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
         leg = None if isinstance(conversation, NoLiveCall) else waiting_leg(conversation)
         call = Call(record.conversation_id, leg and leg.id, "acd", None, record.queue_id, record.from_queue_id,
                     customer_id=None if leg is None else customer_leg(conversation), plan=plan,
-                    known_legs=frozenset() if leg is None else frozenset(p.id for p in conversation.participants))
+                    known_legs=frozenset() if leg is None else frozenset(p.id for p in conversation.participants),
+                    conversation_start=None if leg is None else conversation.start_time)
         if record.undo:  # its last line is an undo's own: it was put back already
             call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
-        elif leg is not None and ((record.conversation_id, leg.id) in journal or any(
+        elif leg is not None and (call.journal_key in journal or any(
                 t.state in ("Pending", "Active") for t in conversation.recent_transfers or [])):
             call.fail("a transfer of this call is still pending (the move being undone, or an undo); nothing was "
                       "sent: run again in a moment", Unavailable(f"conversation {record.conversation_id}: a transfer "
@@ -2367,7 +2386,8 @@ def list_source_queue(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                                                       > settings.waiting_over)]
     target_id, target_name = (source_id, source_name) if plan.in_place else (plan.queue_id, plan.queue_name)
     calls = [Call(w.conversation_id, w.participant_id, "acd", None, source_id, target_id, target_name, w.waiting_since,
-                  customer_id=w.customer_id, known_legs=w.legs, move=not plan.in_place, plan=plan)
+                  customer_id=w.customer_id, known_legs=w.legs, conversation_start=w.conversation_start,
+                  move=not plan.in_place, plan=plan)
              for w in listed]
     for call, waiting in zip(calls, listed, strict=True):
         if waiting.answered:
