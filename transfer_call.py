@@ -109,6 +109,12 @@ OPERATIONS = {
     "patch_conversations_call_participant_attributes": (
         "PATCH", "/api/v2/conversations/calls/{conversationId}/participants/{participantId}/attributes",
         "ParticipantAttributes"),
+    "post_conversations_callback_participant_replace": (
+        "POST", "/api/v2/conversations/callbacks/{conversationId}/participants/{participantId}/replace", None),
+    "patch_conversations_callbacks": ("PATCH", "/api/v2/conversations/callbacks", "PatchCallbackResponse"),
+    "patch_conversations_callback_participant_attributes": (
+        "PATCH", "/api/v2/conversations/callbacks/{conversationId}/participants/{participantId}/attributes",
+        "ParticipantAttributes"),
     "get_routing_skill": ("GET", "/api/v2/routing/skills/{skillId}", "RoutingSkill"),
     "get_routing_skills": ("GET", "/api/v2/routing/skills", "SkillEntityListing"),
     "get_routing_language": ("GET", "/api/v2/routing/languages/{languageId}", "Language"),
@@ -121,6 +127,7 @@ NAMED = {"queue": ("get_routing_queue", "queueId", "get_routing_queues", False),
          "language": ("get_routing_language", "languageId", "get_routing_languages", True)}
 ROUTING_FIELDS = {"priority": "priority", "skillIds": "skills", "languageId": "language"}  # body key -> words
 DONE_EARLIER = "done in the earlier run"  # the reason of a call a rerun on result lines finds done: not a fact
+MEDIA = ("voice", "callback")  # what --media may name: a voice call, or a callback waiting in a queue
 PRIORITY_LIMIT = 25_000_000   # RoutingConversationAttributesRequest.priority: -25,000,000 to 25,000,000
 ATTRIBUTE_LIMIT = 256         # characters of a participant data value (Architect's cap)
 DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")   # --waiting-over: 90, 90s, 15m, 1h
@@ -300,6 +307,7 @@ class Settings:
     source: str | None = None                 # the file the list or the records came from
     output: str | None = None                 # --output: a file the result lines are appended to
     waiting_over: float | None = None         # --waiting-over, seconds
+    media: tuple[str, ...] = ("voice",)       # --media: what --from-queue moves
     limit: int | None = None
     yes: bool = False
     concurrency: int = DEFAULT_CONCURRENCY
@@ -508,6 +516,12 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     caller = values.get("caller") and parse_caller(which["caller"][1], values["caller"], problems)
     source = values.get("conversations_file") or values.get("undo")
     listed = read_listed(source, "undo" in values, problems) if source else ()
+    media = tuple(dict.fromkeys(m.strip().lower() for m in (args.media or "voice").split(",") if m.strip()))
+    if not media or set(media) - set(MEDIA):
+        problems.append(f"--media {args.media!r} must list {' and/or '.join(MEDIA)}, e.g. voice,callback")
+    if args.media is not None and "from_queue" not in values:
+        problems.append("--media goes with --from-queue (a conversation named by id or in a list is acted on as "
+                        "what it is)")
     waiting_over = None
     if args.waiting_over is not None:
         waiting_over = parse_duration(args.waiting_over, problems)
@@ -549,7 +563,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run,
                     wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check,
                     priority=priority, skills=skills, language=language, attributes=attributes, caller=caller,
-                    listed=listed, undo="undo" in values, source=source, waiting_over=waiting_over,
+                    listed=listed, undo="undo" in values, source=source, waiting_over=waiting_over, media=media,
                     output=args.output)
 
 
@@ -714,14 +728,27 @@ def parse_attributes(pairs: list[str], problems: list[str]) -> dict[str, str]:
 
 # --- pure helpers: picking participants, building requests, describing results -------------
 
+def sessions(participant: Any) -> list[Any]:
+    """A participant's voice calls, or its callbacks (a callback leg lists `callbacks` instead of `calls`)."""
+    return participant.calls or participant.callbacks or []
+
+
+def media_of(participant: Any) -> str:
+    return "callback" if participant.callbacks and not participant.calls else "voice"
+
+
 def is_live(participant: Any) -> bool:
-    """A participant that has not ended and holds a call that is not disconnected."""
-    return participant.end_time is None and any(
-        call.state not in ENDED_CALL_STATES for call in participant.calls or [])
+    """A participant that has not ended and holds a call (or callback) that is not disconnected."""
+    return participant.end_time is None and any(call.state not in ENDED_CALL_STATES for call in sessions(participant))
 
 
 def is_connected(participant: Any) -> bool:
-    return participant.end_time is None and any(call.state == "connected" for call in participant.calls or [])
+    return participant.end_time is None and any(call.state == "connected" for call in sessions(participant))
+
+
+def is_scheduled(participant: Any) -> bool:
+    """A callback not offered yet: it is changed with PATCH /api/v2/conversations/callbacks, not replaced."""
+    return any(callback.state == "scheduled" for callback in participant.callbacks or [])
 
 
 def is_held(participant: Any) -> bool:
@@ -758,17 +785,20 @@ def pick_participant_to_replace(conversation: Any) -> Any | None:
         (p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
 
 
-def transfer_landed(conversation: Any, participant_id: str, queue_id: str, known: frozenset[str] = frozenset()) -> bool:
-    """True once the replaced participant is gone and the call is in the target queue on a new leg.
+def transfer_landed(conversation: Any, call: Call) -> bool:
+    """True once the call is in its target queue: the replaced leg gone and a new leg there.
 
     In the queue means waiting there (a live acd leg) or already answered there (an agent leg of
     that queue): with agents free, the call can be answered before the first verification read.
-    `known` are the legs the call had before the transfer, so that an older leg does not count.
+    The call's known legs are those it had before the transfer, so that an older leg does not
+    count. A scheduled callback is not replaced but changed: its own leg then names the queue.
     """
-    replaced_gone = all(not is_live(p) for p in conversation.participants or [] if p.id == participant_id)
-    arrived = any(p.id != participant_id and p.id not in known and p.queue_id == queue_id
-                  and (p.purpose == "acd" and is_live(p) or p.purpose == "agent")
-                  for p in conversation.participants or [])
+    participants = conversation.participants or []
+    if call.scheduled:
+        return any(p.id == call.participant_id and is_live(p) and p.queue_id == call.queue_id for p in participants)
+    replaced_gone = all(not is_live(p) for p in participants if p.id == call.participant_id)
+    arrived = any(p.id != call.participant_id and p.id not in call.known_legs and p.queue_id == call.queue_id
+                  and (p.purpose == "acd" and is_live(p) or p.purpose == "agent") for p in participants)
     return replaced_gone and arrived
 
 
@@ -802,7 +832,7 @@ def describe_participants(conversation: Any) -> str:
     """A short account of who is on the call, for messages about what verification saw."""
     parts = []
     for p in conversation.participants or []:
-        states = ",".join(call.state or "?" for call in p.calls or []) or "no call"
+        states = ",".join(call.state or "?" for call in sessions(p)) or "no call"
         where = f" queue {p.queue_id}" if p.queue_id else ""
         parts.append(f"{p.purpose}{where} {'ended' if p.end_time else states}")
     return "; ".join(parts) or "no participants"
@@ -816,8 +846,8 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def details_query(dimensions: Mapping[str, str], now: dt.datetime, *, order: str,
-                  page: int = 1, page_size: int = 25) -> dict[str, Any]:
+def details_query(dimensions: Mapping[str, str], now: dt.datetime, *, order: str, page: int = 1,
+                  page_size: int = 25, media: tuple[str, ...] = ("voice",)) -> dict[str, Any]:
     """An analytics details query for open conversations with an open voice segment matching `dimensions`.
 
     Shaped like Genesys' own "current conversation by user" Data Action; the interval only has
@@ -825,7 +855,9 @@ def details_query(dimensions: Mapping[str, str], now: dt.datetime, *, order: str
     """
     start, end = now - dt.timedelta(days=1), now + dt.timedelta(minutes=1)
     matches = [{"type": "dimension", "dimension": name, "operator": "matches", "value": value}
-               for name, value in {**dimensions, "mediaType": "voice"}.items()]
+               for name, value in {**dimensions, **({"mediaType": media[0]} if len(media) == 1 else {})}.items()]
+    either = [{"type": "or", "predicates": [{"type": "dimension", "dimension": "mediaType", "operator": "matches",
+                                             "value": medium} for medium in media]}] if len(media) > 1 else []
     return {
         "interval": f"{iso(start)}/{iso(end)}",
         "order": order,
@@ -834,7 +866,7 @@ def details_query(dimensions: Mapping[str, str], now: dt.datetime, *, order: str
         "conversationFilters": [{"type": "and", "predicates": [
             {"type": "dimension", "dimension": "conversationEnd", "operator": "notExists"}]}],
         "segmentFilters": [{"type": "and", "predicates": [
-            *matches, {"type": "dimension", "dimension": "segmentEnd", "operator": "notExists"}]}],
+            *matches, {"type": "dimension", "dimension": "segmentEnd", "operator": "notExists"}]}, *either],
     }
 
 
@@ -849,34 +881,50 @@ class WaitingCall:
     customer_id: str | None = None  # where participant data goes
     legs: frozenset[str] = frozenset()  # every participant analytics shows
     conversation_start: dt.datetime | None = None
+    media: str = "voice"
 
 
-def waiting_calls(conversations: list[Any], queue_id: str) -> list[WaitingCall]:
-    """The calls of a details-query answer whose acd leg has an open segment in queue_id."""
+def waiting_calls(conversations: list[Any], queue_id: str, media: tuple[str, ...] = ("voice",)) -> list[WaitingCall]:
+    """The calls (of these media) of a details-query answer whose acd leg has an open segment in queue_id."""
     found = []
     for conversation in conversations:
         if conversation.conversation_end is not None:
             continue
-        leg, answered = None, False
+        leg, answered, medium = None, False, "voice"
         customer = next((p.participant_id for p in conversation.participants or []
                          if p.purpose in ("customer", "external")), None)
         for participant in conversation.participants or []:
-            open_segments = [segment for session in participant.sessions or [] if session.media_type == "voice"
+            open_sessions = [session for session in participant.sessions or [] if session.media_type in media
+                             and any(segment.segment_end is None for segment in session.segments or [])]
+            open_segments = [segment for session in open_sessions
                              for segment in session.segments or [] if segment.segment_end is None]
             if participant.purpose == "acd" and any(seg.queue_id == queue_id for seg in open_segments):
                 leg = (participant.participant_id,
                        min((seg.segment_start for seg in open_segments if seg.segment_start), default=None))
+                medium = open_sessions[0].media_type
             answered = answered or (participant.purpose == "agent" and bool(open_segments))
         if leg:
             legs = frozenset(p.participant_id for p in conversation.participants or [])
             found.append(WaitingCall(conversation.conversation_id, leg[0], leg[1], answered, customer, legs,
-                                     conversation.conversation_start))
+                                     conversation.conversation_start, medium))
     return found
 
 
 def transfer_body(queue_id: str) -> dict[str, str]:
-    """TransferToQueueRequest: an unattended (blind) transfer is the API's default."""
+    """TransferToQueueRequest (voice) or TransferRequest (callbacks): an unattended (blind) transfer by default."""
     return {"queueId": queue_id}
+
+
+def scheduled_callback_body(call: Call) -> dict[str, str]:
+    """PatchCallbackRequest: the scheduled callback's new queue."""
+    return {"conversationId": call.conversation_id, "queueId": call.queue_id}
+
+
+# How a waiting call of each medium is moved. The generic replace/queue on a callback is unverified: not relied on.
+TRANSFERS = {"voice": "post_conversation_participant_replace_queue",
+             "callback": "post_conversations_callback_participant_replace"}
+ATTRIBUTES = {"voice": "patch_conversations_call_participant_attributes",
+              "callback": "patch_conversations_callback_participant_attributes"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -918,6 +966,8 @@ class Call:
     customer_id: str | None = None         # the customer participant, where participant data goes
     known_legs: frozenset[str] = frozenset()  # the call's participants before the transfer (see transfer_landed)
     conversation_start: dt.datetime | None = None
+    media: str = "voice"                   # voice, or callback (moved and changed by the callbacks endpoints)
+    scheduled: bool = False                # a callback not offered yet: moved by PATCH, not replaced
     move: bool = True                      # False: changed in place, where it waits
     plan: Plan = dataclasses.field(default_factory=Plan)
     # --- the outcome ---
@@ -1003,7 +1053,7 @@ class Call:
         record: dict[str, Any] = {
             "conversationId": self.conversation_id, "participantId": self.participant_id, "purpose": self.purpose,
             "userId": self.user_id, "fromQueueId": self.from_queue_id, "queueId": self.queue_id,
-            "queueName": self.queue_name, "status": self.status, "moved": self.moved or "no",
+            "queueName": self.queue_name, "mediaType": self.media, "status": self.status, "moved": self.moved or "no",
             "verified": self.verified, "final": self.final, **self.plan.routing,
             **({"undo": True} if self.plan.undo and self.moved == "yes" else {})}
         optional = {"reason": self.reason, "errorCode": self.error and self.error.code, "requests": self.requests,
@@ -1115,6 +1165,7 @@ class Report:
         self.counts: collections.Counter[str] = collections.Counter()  # final statuses
         self.moved: set[str] = set()   # conversations whose transfer was accepted
         self.handled: set[str] = set()  # conversations with a line so far (accepted, or final)
+        self.moved_media: collections.Counter[str] = collections.Counter()
         self.verified = 0
         self.total = 0
         self.changed = False           # something in the org was (or may have been) changed
@@ -1164,8 +1215,9 @@ class Report:
         self.line(format_result({**call.record(), "timestamp": now}, self.as_json))
         with self._lock:
             self.changed = self.changed or call.changed
-            if call.moved == "yes":
+            if call.moved == "yes" and call.conversation_id not in self.moved:
                 self.moved.add(call.conversation_id)
+                self.moved_media[call.media] += 1
             first = call.conversation_id not in self.handled
             self.handled.add(call.conversation_id)
             if final:
@@ -1215,7 +1267,11 @@ class Report:
     def tally(self) -> str:
         """What became of the calls so far: moved (accepted; verified), updated in place, skipped, failed, not sent."""
         counts = self.counts
-        acted = [f"moved {len(self.moved)} ({self.verified} verified)"] if self.moved or not counts["updated"] else []
+        by_media = ", ".join(f"{count} {'callbacks' if medium == 'callback' else medium}"
+                             for medium, count in sorted(self.moved_media.items()))
+        acted = [f"moved {len(self.moved)} ({self.verified} verified"
+                 f"{'; ' + by_media if 'callback' in self.moved_media else ''})"] if self.moved or not counts["updated"] \
+            else []
         acted += [f"updated {counts['updated']}"] if counts["updated"] else []
         acted += [f"routing not set on {self.routing_failed}"] if self.routing_failed else []
         acted += [f"outcome unknown {counts['unknown']}"] if counts["unknown"] else []
@@ -2010,11 +2066,20 @@ def transfer(org: Org, call: Call) -> None:
     """
     path = {"conversationId": call.conversation_id, "participantId": call.participant_id}
     action = f"transferring conversation {call.conversation_id}"
+    if call.scheduled:  # a callback not offered yet: its queue is a value to set (sending it twice is harmless)
+        call.sent = True
+        try:
+            org.api(action, "patch_conversations_callbacks", body=scheduled_callback_body(call))
+        except TransferCallError:
+            call.moved = "no"
+            raise
+        call.moved = "yes"
+        return
     for attempt in (1, 2):
         try:
             call.sent = True
             org.remember_transfer(call)  # first: whatever becomes of the answer, a later run knows it was sent
-            org.send("post_conversation_participant_replace_queue", path=path, body=transfer_body(call.queue_id))
+            org.send(TRANSFERS[call.media], path=path, body=transfer_body(call.queue_id))
             call.moved = "yes"
             return
         except Stopped:  # raised before the request went out: it was not sent after all
@@ -2081,7 +2146,7 @@ def watch_unclear_transfer(org: Org, call: Call, seconds: float) -> str:
 
 def transfer_effect(conversation: Any, call: Call) -> str:
     """What a conversation shows of a transfer of `call`: see watch_unclear_transfer."""
-    if transfer_landed(conversation, call.participant_id, call.queue_id, call.known_legs):
+    if transfer_landed(conversation, call):
         return "landed"
     participants = conversation.participants or []
     if conversation_ended(conversation):  # a leg in the target queue, even ended, says the transfer was applied
@@ -2121,7 +2186,7 @@ def wait_for_transfer(org: Org, call: Call, wait: float) -> None:
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, POLL_INTERVAL)
         conversation = org.conversation(call.conversation_id)
-        if transfer_landed(conversation, call.participant_id, call.queue_id, call.known_legs):
+        if transfer_landed(conversation, call):
             call.verified = True
             return
         if conversation_ended(conversation):
@@ -2134,17 +2199,17 @@ def wait_for_transfer(org: Org, call: Call, wait: float) -> None:
             return
 
 
-def list_waiting_calls(org: Org, queue_id: str) -> list[WaitingCall]:
-    """Every voice call analytics shows waiting in queue_id, oldest first, across all pages."""
+def list_waiting_calls(org: Org, queue_id: str, media: tuple[str, ...] = ("voice",)) -> list[WaitingCall]:
+    """Every call (voice, or of these media) analytics shows waiting in queue_id, oldest first, across all pages."""
     calls: dict[str, WaitingCall] = {}
     page = 1
     while True:
         query = details_query({"queueId": queue_id}, dt.datetime.now(dt.timezone.utc), order="asc",
-                              page=page, page_size=PAGE_SIZE)
+                              page=page, page_size=PAGE_SIZE, media=media)
         found = org.api(f"listing the calls waiting in queue {queue_id}",
                      "post_analytics_conversations_details_query", body=query)
         conversations = found.conversations or []
-        for waiting in waiting_calls(conversations, queue_id):
+        for waiting in waiting_calls(conversations, queue_id, media):
             calls.setdefault(waiting.conversation_id, waiting)  # pages can shift while calls come and go
         if len(conversations) < PAGE_SIZE or page * PAGE_SIZE >= (found.total_hits or 0):
             return list(calls.values())
@@ -2171,11 +2236,15 @@ def seen_in_queue(org: Org, calls: list[Call]) -> list[Call]:
 
 
 def arrived(view: Any, call: Call) -> bool:
-    """Analytics shows the moved call in its target queue on a new leg: waiting there, or answered there."""
+    """Analytics shows the moved call in its target queue on a new leg: waiting there, or answered there.
+
+    A scheduled callback keeps its leg: that leg's open segment then names the target queue.
+    """
     for participant in view.participants or []:
-        if participant.participant_id == call.participant_id or participant.participant_id in call.known_legs:
+        if (participant.participant_id == call.participant_id) != call.scheduled or \
+                participant.participant_id in call.known_legs and not call.scheduled:
             continue
-        segments = [segment for session in participant.sessions or [] if session.media_type == "voice"
+        segments = [segment for session in participant.sessions or [] if session.media_type == call.media
                     for segment in session.segments or [] if segment.queue_id == call.queue_id]
         if participant.purpose == "agent" and segments or participant.purpose == "acd" and any(
                 segment.segment_end is None for segment in segments):
@@ -2286,7 +2355,8 @@ def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
     target = (chosen.queue_id, None) if plan.in_place else (plan.queue_id, plan.queue_name)
     call = Call(conversation.id, chosen.id, chosen.purpose, chosen.user_id, chosen.queue_id, *target,
                 customer_id=customer_leg(conversation), known_legs=frozenset(p.id for p in conversation.participants),
-                conversation_start=conversation.start_time, move=not plan.in_place, plan=plan)
+                conversation_start=conversation.start_time, media=media_of(chosen), scheduled=is_scheduled(chosen),
+                move=not plan.in_place, plan=plan)
     if leg is None and call.move and chosen.purpose == "agent" and chosen.queue_id == call.queue_id:
         call.skip(f"already answered from queue {call.queue_name or call.queue_id} (by user {chosen.user_id}); "
                   "nothing to do")
@@ -2347,7 +2417,8 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
         call = Call(record.conversation_id, leg and leg.id, "acd", None, record.queue_id, record.from_queue_id,
                     customer_id=None if leg is None else customer_leg(conversation), plan=plan,
                     known_legs=frozenset() if leg is None else frozenset(p.id for p in conversation.participants),
-                    conversation_start=None if leg is None else conversation.start_time)
+                    conversation_start=None if leg is None else conversation.start_time,
+                    media="voice" if leg is None else media_of(leg), scheduled=leg is not None and is_scheduled(leg))
         if record.undo:  # its last line is an undo's own: it was put back already
             call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
         elif leg is not None and (call.journal_key in journal or any(
@@ -2370,7 +2441,11 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
 
 
 def list_source_queue(org: Org, settings: Settings, plan: Plan) -> list[Call]:
-    """Every voice call analytics shows waiting in --from-queue (longer than --waiting-over), oldest first."""
+    """Every call of --media analytics shows waiting in --from-queue (longer than --waiting-over), oldest first.
+
+    Callbacks are read live too: whether one is scheduled (moved by PATCH) or routed (replaced)
+    shows there only.
+    """
     source_is_id = is_uuid(settings.from_queue)
     source_id, source_name = queue_to_use(org, settings.from_queue if source_is_id else None,
                                           None if source_is_id else settings.from_queue, settings.dry_run)
@@ -2380,23 +2455,32 @@ def list_source_queue(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     if not settings.dry_run:
         org.lock(f"queue {source_id}")
     now = dt.datetime.now(dt.timezone.utc)
-    listed = sorted(list_waiting_calls(org, source_id), key=lambda w: w.waiting_since or now)
+    listed = sorted(list_waiting_calls(org, source_id, settings.media), key=lambda w: w.waiting_since or now)
     if settings.waiting_over is not None:
         listed = [w for w in listed if w.answered or (w.waiting_since and (now - w.waiting_since).total_seconds()
                                                       > settings.waiting_over)]
     target_id, target_name = (source_id, source_name) if plan.in_place else (plan.queue_id, plan.queue_name)
     calls = [Call(w.conversation_id, w.participant_id, "acd", None, source_id, target_id, target_name, w.waiting_since,
                   customer_id=w.customer_id, known_legs=w.legs, conversation_start=w.conversation_start,
-                  move=not plan.in_place, plan=plan)
+                  media=w.media, move=not plan.in_place, plan=plan)
              for w in listed]
     for call, waiting in zip(calls, listed, strict=True):
         if waiting.answered:
             call.skip("already with an agent")
+    callbacks = [call for call in calls if call.media == "callback" and not call.skipped]
+    for call, conversation in zip(callbacks, read_conversations(org, [c.conversation_id for c in callbacks],
+                                                                 settings.concurrency), strict=True):
+        leg = None if isinstance(conversation, NoLiveCall) else next(
+            (p for p in conversation.participants or [] if p.id == call.participant_id and is_live(p)), None)
+        if leg is None:
+            call.skip("no longer waiting: the callback ended or was answered")
+        call.scheduled = leg is not None and is_scheduled(leg)
     if all(call.skipped for call in calls):
         if source_name is None:  # not looked up: is it empty, or not a queue at all?
             source_name = resolve_queue(org, source_id, None)[1]
         waiting = "are waiting" if settings.waiting_over is None else f"have waited over {settings.waiting_over:g}s"
-        raise NoLiveCall(f"no voice calls {waiting} in queue {source_name} ({source_id})")
+        what = " or ".join({"voice": "voice calls", "callback": "callbacks"}[medium] for medium in settings.media)
+        raise NoLiveCall(f"no {what} {waiting} in queue {source_name} ({source_id})")
     return calls
 
 
@@ -2408,10 +2492,12 @@ def plan_requests(call: Call) -> list[str]:
 
     plan, requests = call.plan, []
     if plan.attributes:
-        requests.append(request("patch_conversations_call_participant_attributes", {"attributes": plan.attributes},
+        requests.append(request(ATTRIBUTES[call.media], {"attributes": plan.attributes},
                                 conversationId=call.conversation_id, participantId=call.customer_id or "?"))
-    if call.move:
-        requests.append(request("post_conversation_participant_replace_queue", transfer_body(call.queue_id),
+    if call.move and call.scheduled:
+        requests.append(request("patch_conversations_callbacks", scheduled_callback_body(call)))
+    elif call.move:
+        requests.append(request(TRANSFERS[call.media], transfer_body(call.queue_id),
                                 conversationId=call.conversation_id, participantId=call.participant_id))
     if plan.routing:
         requests.append(request("patch_routing_conversation", plan.routing, conversationId=call.conversation_id))
@@ -2493,7 +2579,7 @@ def write_attributes(org: Org, call: Call) -> None:
         raise TransferRefused(f"{action}: the call has no customer participant to write it on; nothing was changed")
     try:
         call.sent = True
-        org.api(action, "patch_conversations_call_participant_attributes",
+        org.api(action, ATTRIBUTES[call.media],
                 path={"conversationId": call.conversation_id, "participantId": call.customer_id},
                 body={"attributes": dict(call.plan.attributes)})
         call.data_written = True
@@ -2735,7 +2821,7 @@ def landed_or_ended(org: Org, call: Call) -> bool:
     except NoLiveCall:
         call.skip("the call ended while moving")
         return True
-    if transfer_landed(conversation, call.participant_id, call.queue_id, call.known_legs):
+    if transfer_landed(conversation, call):
         return True
     if conversation_ended(conversation):
         call.skip("the call ended while moving")
@@ -2862,6 +2948,9 @@ def check_permissions(org: Org, settings: Settings) -> tuple[list[dict[str, str]
                        lambda: org.send("post_users_search", body=nobody)))
     if not mode_given or settings.changes_routing:
         probes.append(("routing:conversation:edit", "--priority, --skill, --language", None))
+    if not mode_given or "callback" in settings.media:
+        probes.append(("conversation:communication:blindTransfer", "moving callbacks waiting in a queue", None))
+        probes.append(("conversation:callback:edit", "moving scheduled callbacks (not offered yet)", None))
     if not mode_given or settings.skills:
         probes.append(("routing:skill:view", "--skill by name",
                        lambda: org.send("get_routing_skills", query={"pageSize": 1})))
@@ -2974,6 +3063,8 @@ the environment replaces the .env file the same way):
     bulk = parser.add_argument_group("many calls (--from-queue, --conversations-file, --undo)")
     bulk.add_argument("--waiting-over", metavar="DURATION", help="with --from-queue: only the calls waiting longer "
                       "than this (90, 90s, 15m, 1h)")
+    bulk.add_argument("--media", metavar="LIST", help="with --from-queue: what moves, voice (the default) and/or "
+                      "callback, e.g. voice,callback")
     bulk.add_argument("--limit", type=int, metavar="N", help="act on at most N calls, oldest first")
     bulk.add_argument("--yes", action="store_true", help=f"confirm acting on more than {CONFIRM_ABOVE} calls "
                       "without a terminal prompt")

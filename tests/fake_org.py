@@ -1,8 +1,9 @@
 """A fake Genesys Cloud org that answers the real paths with the real JSON shapes.
 
-Shapes follow the SDK's models (Conversation, Participant, Call, ConversationRoutingData,
+Shapes follow the SDK's models (Conversation, Participant, Call, Callback, ConversationRoutingData,
 AnalyticsConversationQueryResponse, QueueEntityListing, SkillEntityListing, LanguageEntityListing,
-RoutingConversationAttributesResponse, ParticipantAttributes, UsersSearchResponse, ErrorBody);
+RoutingConversationAttributesResponse, ParticipantAttributes, UsersSearchResponse, TransferRequest,
+PatchCallbackRequest, PatchCallbackResponse, ErrorBody);
 semantics follow ../shared/genesys-api.md: client-credentials tokens with an expiry, per-client
 permissions (403 missing.any.permissions), a rolling rate limit per token with inin-ratelimit-*
 headers and 429 + Retry-After, the transfer answered 202 and applied asynchronously (carrying the
@@ -10,6 +11,12 @@ call's priority, skills and language), routing changes and participant data on a
 analytics as a lagging candidate list, the conversation's recentTransfers (TransferResponse: Pending
 until the transfer is applied, then Complete, or Failed when the leg or call ended first), and the
 user-context endpoints refusing client-credentials tokens.
+
+Callbacks wait in queues too (add_waiting_callback): their legs carry callbacks[] where a call's carry
+calls[], analytics shows their sessions with mediaType "callback", a routed one moves with the
+callbacks replace endpoint (asynchronously, like a call's transfer) and a scheduled one with
+PATCH /api/v2/conversations/callbacks (at once). What is unverified about them is in the CALLBACK_*
+constants.
 
 Use it in-process with `httpx.MockTransport(org.handle)`, or over HTTP with `serve(org)`.
 Faults (`org.inject`) and scripted events (`org.when`) are matched before a request is handled; a
@@ -52,6 +59,7 @@ ALL_PERMISSIONS = frozenset({
     "directory:user:view",
     "routing:skill:view",
     "routing:conversation:edit",
+    "conversation:callback:edit",
 })
 TRANSFER_PERMISSIONS = ("conversation:communication:blindTransfer", "conversation:communication:blindTransferQueue")
 TRANSFER_BODY_KEYS = {"transferType", "keepInternalMessageAlive", "queueId", "queueName"}
@@ -65,6 +73,32 @@ RECENT_TRANSFERS = 20  # a conversation's recentTransfers keeps the last 20, as 
 # The error code of a routing PATCH on a call not waiting in a queue is unverified (expect 400 or
 # 404): one place to change it.
 NOT_IN_QUEUE = "conversation.not.in.queue"
+# Callbacks. Each unverified choice is one constant here.
+CALLBACK_ROUTED_STATE = "connected"  # a routed callback's acd leg while it waits (unverified)
+CALLBACK_SCHEDULED_STATE = "scheduled"  # a scheduled callback's acd leg until it is offered
+CALLBACK_SCHEDULED_AHEAD = dt.timedelta(hours=1)  # add_waiting_callback(scheduled=True) is due this far ahead
+ENDED_STATES = frozenset({"disconnected", "terminated"})  # a callbacks[] leg in these states is no longer live
+# TransferRequest's JSON names, the body of POST .../callbacks/{id}/participants/{id}/replace; the fake
+# moves callbacks to a queue only and refuses the keys that name another target (400)
+CALLBACK_TRANSFER_BODY_KEYS = frozenset({"transferType", "keepInternalMessageAlive", "userId", "address",
+                                         "userName", "queueId", "voicemail"})
+CALLBACK_TRANSFER_MODELLED = frozenset({"transferType", "keepInternalMessageAlive", "queueId"})
+# PatchCallbackRequest's JSON names; the fake acts on these two and refuses the others (400)
+CALLBACK_PATCH_BODY_KEYS = frozenset({"conversationId", "queueId", "agentId", "callbackScheduledTime", "countryCode",
+                                      "callbackNumbers", "validateCallbackNumbers",
+                                      "customerFirstCallbackDeliveryMode"})
+CALLBACK_PATCH_MODELLED = frozenset({"conversationId", "queueId"})
+# (code, message) of the refusals, unverified: the replace endpoint on a scheduled callback, the
+# PATCH on a callback that is not scheduled, and a call's replace/queue on a callback's leg
+CALLBACK_NOT_OFFERED = ("bad.request", "The callback has not been offered yet: a callback not yet offered is "
+                                       "changed with PATCH /api/v2/conversations/callbacks")
+CALLBACK_NOT_SCHEDULED = ("bad.request", "The callback is not scheduled: only a scheduled callback is changed with "
+                                         "PATCH /api/v2/conversations/callbacks")
+CALLBACK_NOT_A_CALL = ("bad.request", "The participant is on a callback, not a call: "
+                                      "replace/queue does not move callbacks")
+# Whether PATCH /api/v2/conversations/callbacks with a queueId replaces the acd participant (True: the
+# old one ends, a new one waits in the new queue) or changes it in place (False) is unverified.
+CALLBACK_PATCH_REPLACES_PARTICIPANT = False
 ANONYMOUS_ADDRESS = "sip:anonymous@anonymous.invalid"  # a withheld number, on the live customer leg
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 ID = r"([^/]+)"
@@ -168,7 +202,10 @@ class FakeOrg:
         self.tokens: dict[str, float] = {}            # token → expiry (monotonic)
         self.issued_tokens: list[str] = []
         self.requests: list[dict[str, Any]] = []      # method, path, query, body of every request
-        self.transfers: list[dict[str, Any]] = []     # every transfer the org accepted
+        # every transfer the org accepted: conversationId, participantId, queueId; a callback's also
+        # media: "callback" (a call's has no media key), and scheduled: True when moved by PATCH
+        self.transfers: list[dict[str, Any]] = []
+        self.callback_changes: list[dict[str, Any]] = []   # conversationId, body of every accepted callback PATCH
         self.routing_changes: list[dict[str, Any]] = []    # conversationId, body of every accepted routing PATCH
         self.attribute_changes: list[dict[str, Any]] = []  # conversationId, participantId, attributes
         self.rate_limited = 0                         # 429s answered
@@ -224,15 +261,39 @@ class FakeOrg:
         """A voice call from caller still in the IVR: not waiting in any queue yet."""
         return self._add_call(caller, None, self._participant("ivr", name="Main IVR"))
 
+    def add_waiting_callback(self, queue_id: str, *, scheduled: bool = False, caller: str = "+15550199",
+                             started: str | None = None, priority: int = 0,
+                             skill_ids: tuple[str, ...] | list[str] = (), language_id: str | None = None) -> str:
+        """A callback to caller (E.164) waiting in queue_id with these routing needs.
+
+        Routed (scheduled=False): offered to agents as they free up, its acd leg's callbacks[0].state
+        CALLBACK_ROUTED_STATE. Scheduled: not offered before its callbackScheduledTime,
+        CALLBACK_SCHEDULED_AHEAD from now, its state CALLBACK_SCHEDULED_STATE. The customer leg is
+        "connected" either way, with the number on callbackNumbers (and no ani).
+        """
+        if not E164.fullmatch(caller or ""):
+            raise ValueError(f"caller {caller!r} is not an E.164 number such as +13175551234")
+        started = as_iso(started)
+        due = as_iso((dt.datetime.now(dt.timezone.utc) + CALLBACK_SCHEDULED_AHEAD).isoformat()) if scheduled else None
+        routing = self._routing_data(queue_id, priority, skill_ids, language_id)
+        customer = self._participant("customer", name="Caller", address=f"tel:{caller}", started=started,
+                                     callback_numbers=[caller])
+        acd = self._participant("acd", queue_id=queue_id, routing=routing, started=started, callback_numbers=[caller],
+                                scheduled_time=due)
+        return self._add_conversation(started, [customer, acd])
+
     def _add_call(self, caller: str | None, started: str | None, leg: dict[str, Any]) -> str:
         if caller is not None and not E164.fullmatch(caller):
             raise ValueError(f"caller {caller!r} is not an E.164 number such as +13175551234")
-        conversation_id = new_id()
         address = f"tel:{caller}" if caller else ANONYMOUS_ADDRESS
         customer = self._participant("customer", name="Caller", address=address, started=started)
         customer["ani"] = f"tel:{caller}" if caller else "anonymous"
+        return self._add_conversation(started, [customer, leg])
+
+    def _add_conversation(self, started: str | None, participants: list[dict[str, Any]]) -> str:
+        conversation_id = new_id()
         self.conversations[conversation_id] = {
-            "id": conversation_id, "startTime": as_iso(started), "participants": [customer, leg],
+            "id": conversation_id, "startTime": as_iso(started), "participants": participants,
             "recordingState": "none", "selfUri": f"/api/v2/conversations/{conversation_id}"}
         return conversation_id
 
@@ -243,17 +304,23 @@ class FakeOrg:
         return conversation_id
 
     def answer(self, conversation_id: str, user_id: str) -> None:
-        """The call waiting in a queue is answered by an agent: the acd leg ends, an agent leg starts."""
+        """The call (or routed callback) waiting in a queue is answered: the acd leg ends, an agent leg starts.
+
+        A callback's agent leg carries callbacks[], not calls[]; a scheduled callback cannot be answered yet.
+        """
         with self.lock:
             conversation = self.conversations[conversation_id]
-            acd = next(p for p in conversation["participants"] if p["purpose"] == "acd" and "endTime" not in p)
+            acd = next(p for p in conversation["participants"] if p["purpose"] == "acd" and self._live(p))
+            if self._media(acd)[0]["state"] == CALLBACK_SCHEDULED_STATE:
+                raise ValueError(f"callback {conversation_id} is scheduled: it is not offered to agents yet")
             self._end(acd)
-            conversation["participants"].append(self._participant("agent", queue_id=acd["queueId"], user_id=user_id))
+            conversation["participants"].append(self._participant(
+                "agent", queue_id=acd["queueId"], user_id=user_id, callback_numbers=self._numbers(acd)))
 
     def hold(self, conversation_id: str) -> None:
         for participant in self.conversations[conversation_id]["participants"]:
             if participant["purpose"] == "agent" and "endTime" not in participant:
-                participant["calls"][0]["held"] = True
+                self._media(participant)[0]["held"] = True
 
     def add_agent_leg(self, conversation_id: str, user_id: str, *, held: bool = False,
                       started: str | None = None) -> str:
@@ -262,8 +329,10 @@ class FakeOrg:
             conversation = self.conversations[conversation_id]
             if "endTime" in conversation:
                 raise ValueError(f"conversation {conversation_id} has ended")
-            leg = self._participant("agent", user_id=user_id, name=self.users[user_id]["name"], started=started)
-            leg["calls"][0]["held"] = held
+            numbers = next((self._numbers(p) for p in conversation["participants"] if "callbacks" in p), None)
+            leg = self._participant("agent", user_id=user_id, name=self.users[user_id]["name"], started=started,
+                                    callback_numbers=numbers)
+            self._media(leg)[0]["held"] = held
             conversation["participants"].append(leg)
             return leg["id"]
 
@@ -282,16 +351,32 @@ class FakeOrg:
 
     def _participant(self, purpose: str, *, queue_id: str | None = None, user_id: str | None = None,
                      name: str | None = None, address: str | None = None, routing: dict[str, Any] | None = None,
-                     started: str | None = None) -> dict[str, Any]:
+                     started: str | None = None, callback_numbers: list[str] | None = None,
+                     scheduled_time: str | None = None) -> dict[str, Any]:
+        """A participant on a call (calls[]), or with callback_numbers on a callback (callbacks[]).
+
+        A callback's acd leg is CALLBACK_ROUTED_STATE, or with scheduled_time CALLBACK_SCHEDULED_STATE
+        and not connected; its other legs are connected.
+        """
         started = as_iso(started)
         participant: dict[str, Any] = {
             "id": new_id(), "startTime": started, "connectedTime": started, "purpose": purpose,
             "name": name or (self.queues[queue_id]["name"] if queue_id and purpose == "acd" else purpose),
-            "wrapupRequired": purpose == "agent", "attributes": {},
-            "calls": [{"id": new_id(), "state": "connected", "initialState": "offering", "held": False,
-                       "muted": False, "confined": False, "recording": False, "direction": "inbound",
-                       "connectedTime": started, "self": {"addressNormalized": address or ""}}],
-        }
+            "wrapupRequired": purpose == "agent", "attributes": {}}
+        if callback_numbers is None:
+            participant["calls"] = [{"id": new_id(), "state": "connected", "initialState": "offering", "held": False,
+                                     "muted": False, "confined": False, "recording": False, "direction": "inbound",
+                                     "connectedTime": started, "self": {"addressNormalized": address or ""}}]
+        else:
+            state = "connected" if purpose != "acd" else \
+                CALLBACK_SCHEDULED_STATE if scheduled_time else CALLBACK_ROUTED_STATE
+            callback = {"id": new_id(), "state": state, "initialState": state, "direction": "inbound",
+                        "held": False, "callbackNumbers": list(callback_numbers), "connectedTime": started}
+            if scheduled_time:
+                callback["callbackScheduledTime"] = scheduled_time
+            if state == CALLBACK_SCHEDULED_STATE:
+                del callback["connectedTime"], participant["connectedTime"]
+            participant["callbacks"] = [callback]
         if address:
             participant["address"] = address
         if queue_id:
@@ -314,10 +399,26 @@ class FakeOrg:
         return routing
 
     @staticmethod
-    def _end(participant: dict[str, Any]) -> None:
+    def _media(participant: dict[str, Any]) -> list[dict[str, Any]]:
+        """The participant's communications: its callbacks[] on a callback, else its calls[]."""
+        return participant["callbacks"] if "callbacks" in participant else participant["calls"]
+
+    @classmethod
+    def _numbers(cls, participant: dict[str, Any]) -> list[str] | None:
+        """A callback leg's callbackNumbers, None on a call's leg."""
+        return cls._media(participant)[0].get("callbackNumbers", []) if "callbacks" in participant else None
+
+    @staticmethod
+    def _live(participant: dict[str, Any]) -> bool:
+        """Not ended; a callback's leg also not while its callbacks[] state is disconnected or terminated."""
+        return "endTime" not in participant and not (
+            "callbacks" in participant and all(c["state"] in ENDED_STATES for c in participant["callbacks"]))
+
+    @classmethod
+    def _end(cls, participant: dict[str, Any]) -> None:
         ended = now_iso()
         participant["endTime"] = ended
-        for call in participant["calls"]:
+        for call in cls._media(participant):
             call.update(state="disconnected", disconnectedTime=ended, disconnectType="transfer")
 
     # --- faults and scripted events ----------------------------------------------------
@@ -373,10 +474,10 @@ class FakeOrg:
     def live_participants(self, conversation_id: str, purpose: str) -> list[dict[str, Any]]:
         self._apply_due_transfers()
         return [p for p in self.conversations[conversation_id]["participants"]
-                if p["purpose"] == purpose and "endTime" not in p]
+                if p["purpose"] == purpose and self._live(p)]
 
     def queue_of(self, conversation_id: str) -> str | None:
-        """The queue a call is waiting in now, or None."""
+        """The queue a call or callback (routed or scheduled) is waiting in now, or None."""
         waiting = self.live_participants(conversation_id, "acd")
         return waiting[0]["queueId"] if len(waiting) == 1 else None
 
@@ -487,6 +588,11 @@ class FakeOrg:
              lambda *, query, **_: self._list_entities(self.languages, query)),
             ("PATCH", rf"/api/v2/routing/conversations/{ID}", "routing:conversation:edit", self._patch_routing),
             ("PATCH", rf"/api/v2/conversations/calls/{ID}/participants/{ID}/attributes", None, self._patch_attributes),
+            ("POST", rf"/api/v2/conversations/callbacks/{ID}/participants/{ID}/replace", TRANSFER_PERMISSIONS,
+             self._transfer_callback),
+            ("PATCH", r"/api/v2/conversations/callbacks", "conversation:callback:edit", self._patch_callback),
+            ("PATCH", rf"/api/v2/conversations/callbacks/{ID}/participants/{ID}/attributes", None,
+             self._patch_attributes),
         ]
 
     # --- auth and limits -----------------------------------------------------------------
@@ -588,6 +694,8 @@ class FakeOrg:
             return self._error(404, "not.found", "The conversation or participant was not found")
         if participant["purpose"] in ("customer", "external"):
             return self._error(400, "bad.request", "The customer participant cannot be replaced")
+        if "calls" not in participant:
+            return self._error(400, *CALLBACK_NOT_A_CALL)
         if "endTime" in participant or participant["calls"][0]["state"] != "connected":
             return self._error(400, "conversations.error.transfer.not.connected",
                                "The participant is not connected and cannot be transferred")
@@ -598,12 +706,98 @@ class FakeOrg:
         if participant["purpose"] == "acd" and participant.get("queueId") == queue_id:
             return self._error(400, "conversations.error.transfer.same.party",
                                "The participant is already in the target queue")
-        transfer = {"conversationId": conversation_id, "participantId": participant_id, "queueId": queue_id}
+        return self._accept_transfer(conversation, participant_id, queue_id, "voice")
+
+    def _transfer_callback(self, conversation_id: str, participant_id: str, *, body: Any, **_: Any) -> Reply:
+        """Move a routed callback's acd leg to body["queueId"]: 202, applied asynchronously like a call's transfer.
+
+        Checked in this order: the body's shape (bad.request), the conversation and participant
+        (not.found), that the leg is a callback's and not the customer's, not scheduled
+        (CALLBACK_NOT_OFFERED) and live, then the queue.
+        """
+        if not isinstance(body, dict) or set(body) - CALLBACK_TRANSFER_BODY_KEYS:
+            return self._error(400, "bad.request", f"Invalid TransferRequest: {body!r}")
+        if set(body) - CALLBACK_TRANSFER_MODELLED or not isinstance(body.get("queueId"), str):
+            return self._error(400, "bad.request", "The fake org models only a transfer to a queue (queueId): "
+                                                   f"{body!r}")
+        conversation = self.conversations.get(conversation_id)
+        participant = next((p for p in (conversation or {}).get("participants", []) if p["id"] == participant_id), None)
+        if conversation is None or participant is None:
+            return self._error(404, "not.found", "The conversation or participant was not found")
+        if participant["purpose"] in ("customer", "external"):
+            return self._error(400, "bad.request", "The customer participant cannot be replaced")
+        if "callbacks" not in participant:
+            return self._error(400, "bad.request", "The participant is not on a callback")
+        if participant["callbacks"][0]["state"] == CALLBACK_SCHEDULED_STATE:
+            return self._error(400, *CALLBACK_NOT_OFFERED)
+        if not self._live(participant) or participant["callbacks"][0]["state"] not in ("connected",
+                                                                                      CALLBACK_ROUTED_STATE):
+            return self._error(400, "conversations.error.transfer.not.connected",
+                               "The participant is not connected and cannot be transferred")
+        queue_id = body["queueId"]
+        if queue_id not in self.queues:
+            return self._error(400, "conversations.error.queue.not.found", f"Queue {queue_id} was not found")
+        if participant["purpose"] == "acd" and participant.get("queueId") == queue_id:
+            return self._error(400, "conversations.error.transfer.same.party",
+                               "The participant is already in the target queue")
+        return self._accept_transfer(conversation, participant_id, queue_id, "callback")
+
+    def _accept_transfer(self, conversation: dict[str, Any], participant_id: str, queue_id: str, media: str) -> Reply:
+        """Record an accepted transfer (org.transfers, recentTransfers) and apply it after transfer_delay: 202."""
+        transfer = {"conversationId": conversation["id"], "participantId": participant_id, "queueId": queue_id}
+        if media != "voice":  # a call's entry keeps the shape tests/test_single_call.py compares exactly
+            transfer["media"] = media
         self.transfers.append(transfer)
         entry = self._record_transfer(conversation) if self.show_recent_transfers else None
         self._pending.append((time.monotonic() + self.transfer_delay, transfer, entry))
         self._apply_due_transfers()
         return Reply(202)
+
+    def _patch_callback(self, *, body: Any, **_: Any) -> Reply:
+        """Move a scheduled callback (not yet offered) to body["queueId"] at once; answer a PatchCallbackResponse.
+
+        Checked in this order: the body's shape (bad.request), the conversation (not.found), that it
+        has a live scheduled acd leg (CALLBACK_NOT_SCHEDULED), then the queue. Without a queueId
+        nothing changes. Whether the acd participant is replaced is CALLBACK_PATCH_REPLACES_PARTICIPANT.
+        """
+        if not isinstance(body, dict) or set(body) - CALLBACK_PATCH_BODY_KEYS \
+                or not isinstance(body.get("conversationId"), str) or not isinstance(body.get("queueId", ""), str):
+            return self._error(400, "bad.request", f"Invalid PatchCallbackRequest: {body!r}")
+        if set(body) - CALLBACK_PATCH_MODELLED:
+            unmodelled = ", ".join(sorted(set(body) - CALLBACK_PATCH_MODELLED))
+            return self._error(400, "bad.request", f"The fake org does not model {unmodelled}")
+        conversation_id, queue_id = body["conversationId"], body.get("queueId")
+        conversation = self.conversations.get(conversation_id)
+        if conversation is None:
+            return self._error(404, "not.found", f"Conversation {conversation_id} not found")
+        acd = next((p for p in conversation["participants"]
+                    if p["purpose"] == "acd" and "callbacks" in p and self._live(p)), None)
+        if acd is None or acd["callbacks"][0]["state"] != CALLBACK_SCHEDULED_STATE:
+            return self._error(400, *CALLBACK_NOT_SCHEDULED)
+        if queue_id is not None and queue_id not in self.queues:
+            return self._error(400, "conversations.error.queue.not.found", f"Queue {queue_id} was not found")
+        if queue_id is not None:
+            moved = self._move_scheduled(conversation, acd, queue_id)
+            self.transfers.append({"conversationId": conversation_id, "participantId": acd["id"], "queueId": queue_id,
+                                   "media": "callback", "scheduled": True})
+            acd = moved
+        self.callback_changes.append({"conversationId": conversation_id, "body": copy.deepcopy(body)})
+        return self._json({"conversation": {"id": conversation_id, "selfUri": conversation["selfUri"]},
+                           "callbackIdentifiers": [{"type": "ACD", "id": acd["callbacks"][0]["id"]}]})
+
+    def _move_scheduled(self, conversation: dict[str, Any], acd: dict[str, Any], queue_id: str) -> dict[str, Any]:
+        """The scheduled callback's acd leg now waits in queue_id, the same one or (unverified) a new one."""
+        routing = copy.deepcopy(acd["conversationRoutingData"])
+        routing["queue"] = ref(self.queues[queue_id])
+        if CALLBACK_PATCH_REPLACES_PARTICIPANT:
+            self._end(acd)
+            new = self._participant("acd", queue_id=queue_id, routing=routing, callback_numbers=self._numbers(acd),
+                                    scheduled_time=acd["callbacks"][0]["callbackScheduledTime"])
+            conversation["participants"].append(new)
+            return new
+        name = self.queues[queue_id]["name"]
+        acd.update(queueId=queue_id, queueName=name, name=name, conversationRoutingData=routing)
+        return acd
 
     @staticmethod
     def _record_transfer(conversation: dict[str, Any]) -> dict[str, Any]:
@@ -641,7 +835,7 @@ class FakeOrg:
     def _apply_transfer(self, transfer: dict[str, Any], entry: dict[str, Any] | None) -> None:
         conversation = self.conversations[transfer["conversationId"]]
         old = next(p for p in conversation["participants"] if p["id"] == transfer["participantId"])
-        if "endTime" in conversation or "endTime" in old:  # the call ended (or was answered) first
+        if "endTime" in conversation or not self._live(old):  # the call ended (or was answered) first
             if entry is not None:
                 entry["state"] = "Failed"
             return
@@ -656,7 +850,8 @@ class FakeOrg:
         routing.update((key, copy.deepcopy(value)) for key, value in last.items() if key != "queue")
         if self.remove_skills_from_blind_transfer:
             routing["skills"] = []
-        conversation["participants"].append(self._participant("acd", queue_id=transfer["queueId"], routing=routing))
+        conversation["participants"].append(self._participant("acd", queue_id=transfer["queueId"], routing=routing,
+                                                              callback_numbers=self._numbers(old)))
 
     def _details_query(self, *, body: Any, **_: Any) -> Reply:
         if not isinstance(body, dict) or "interval" not in body:
@@ -698,8 +893,12 @@ class FakeOrg:
                 segment["queueId"] = participant["queueId"]
             if "endTime" in participant and not stale:
                 segment["segmentEnd"] = participant["endTime"]
-            session = {"mediaType": "voice", "sessionId": participant["calls"][0]["id"],
+            media = self._media(participant)[0]
+            session = {"mediaType": "callback" if "callbacks" in participant else "voice", "sessionId": media["id"],
                        "direction": "inbound", "segments": [segment]}
+            for key in ("callbackNumbers", "callbackScheduledTime"):
+                if key in media:
+                    session[key] = copy.deepcopy(media[key])
             if customer_ani:
                 session["ani"] = self._session_ani(customer_ani, participant["purpose"])
             entry = {"participantId": participant["id"], "purpose": participant["purpose"],

@@ -21,7 +21,8 @@ def test_check_probes_everything_without_a_mode_and_changes_nothing(scenario: Sc
     assert {name: row["result"] for name, row in found.items()} == {
         "conversation:communication:view": "ok", "conversation:communication:blindTransferQueue": "unknown",
         "analytics:conversationDetail:view": "ok", "routing:queue:view": "ok", "directory:user:view": "ok",
-        "routing:conversation:edit": "unknown", "routing:skill:view": "ok"}
+        "routing:conversation:edit": "unknown", "routing:skill:view": "ok",
+        "conversation:communication:blindTransfer": "unknown", "conversation:callback:edit": "unknown"}
     assert org.transfers == [] and org.sent("POST", "/replace/queue") == []
     [query] = [r["body"] for r in org.sent("POST", "/details/query")]
     assert query["paging"]["pageSize"] == 1  # a minute, one row: cheap

@@ -25,6 +25,9 @@ REQUEST_MODELS = [  # (method, path pattern, SDK model of the body), as in the S
     ("POST", r"/api/v2/users/search", "UserSearchRequest"),
     ("PATCH", r"/api/v2/routing/conversations/[^/]+", "RoutingConversationAttributesRequest"),
     ("PATCH", r"/api/v2/conversations/calls/[^/]+/participants/[^/]+/attributes", "ParticipantAttributes"),
+    ("POST", r"/api/v2/conversations/callbacks/[^/]+/participants/[^/]+/replace", "TransferRequest"),
+    ("PATCH", r"/api/v2/conversations/callbacks", "PatchCallbackRequest"),
+    ("PATCH", r"/api/v2/conversations/callbacks/[^/]+/participants/[^/]+/attributes", "ParticipantAttributes"),
 ]
 RESPONSE_MODELS = [
     ("GET", r"/api/v2/conversations/[^/]+", "Conversation"),
@@ -39,6 +42,8 @@ RESPONSE_MODELS = [
     ("GET", r"/api/v2/routing/skills", "SkillEntityListing"),
     ("GET", r"/api/v2/routing/languages/[^/]+", "Language"),
     ("GET", r"/api/v2/routing/languages", "LanguageEntityListing"),
+    ("PATCH", r"/api/v2/conversations/callbacks", "PatchCallbackResponse"),
+    ("PATCH", r"/api/v2/conversations/callbacks/[^/]+/participants/[^/]+/attributes", "ParticipantAttributes"),
 ]
 
 
@@ -90,6 +95,10 @@ def traffic(scenario: Scenario, run_inprocess) -> Scenario:
                          "--no-skills").code == 0
     org.add_waiting_call(scenario.support, caller="+13175551234")
     assert run_inprocess(org, "--caller", "+1 (317) 555-1234", "--queue-id", scenario.billing).code == 0
+    org.add_waiting_callback(scenario.support)
+    org.add_waiting_callback(scenario.support, scheduled=True)
+    assert run_inprocess(org, "--from-queue", "Support", "--media", "callback", "--queue-id", scenario.billing,
+                         "--attribute", "transferReason=conformance").code == 0
     return scenario
 
 
@@ -138,7 +147,7 @@ def test_every_fake_answer_fits_its_sdk_model_with_the_fields_the_script_reads(t
             assert model.id and model.participants
             for participant in model.participants:
                 assert participant.id and participant.purpose and participant.start_time
-                assert all(call.state for call in participant.calls)
+                assert all(call.state for call in participant.calls or participant.callbacks)
         elif klass == "AnalyticsConversationWithoutAttributesMultiGetResponse":
             assert all(c.conversation_id and c.participants for c in model.conversations)
         elif klass == "AnalyticsConversationQueryResponse":

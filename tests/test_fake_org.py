@@ -25,8 +25,9 @@ import pytest
 
 import fake_org
 from conftest import Scenario
-from fake_org import (ALL_PERMISSIONS, ANONYMOUS_ADDRESS, NOT_IN_QUEUE, PRIORITY_LIMIT, ROUTING_BODY_KEYS, FakeOrg,
-                      build_scenario)
+from fake_org import (ALL_PERMISSIONS, ANONYMOUS_ADDRESS, CALLBACK_NOT_A_CALL, CALLBACK_NOT_OFFERED,
+                      CALLBACK_NOT_SCHEDULED, CALLBACK_ROUTED_STATE, NOT_IN_QUEUE, PRIORITY_LIMIT, ROUTING_BODY_KEYS,
+                      TRANSFER_PERMISSIONS, FakeOrg, build_scenario)
 from test_conformance import deserialize, sdk, unknown_keys
 
 import PureCloudPlatformClientV2 as package  # noqa: E402 - lazily registered by the import above: API classes load on use
@@ -841,3 +842,253 @@ def test_clear_faults_drops_faults_and_events_not_yet_used(scenario: Scenario, a
     org.at(0.0, lambda o: o.end_call(call))
     org.clear_faults()
     assert leg(api, call, "acd")["queueId"] == scenario.support and "endTime" not in org.conversations[call]
+
+
+# --- callbacks waiting in queues ----------------------------------------------------------------------
+
+CALLBACKS = "/api/v2/conversations/callbacks"
+
+
+def replace_callback(api: httpx.Client, conversation_id: str, participant_id: str, body: Any) -> httpx.Response:
+    fits(body, "TransferRequest")
+    return api.post(f"{CALLBACKS}/{conversation_id}/participants/{participant_id}/replace", json=body)
+
+
+def patch_callback(api: httpx.Client, body: Any) -> httpx.Response:
+    return api.patch(CALLBACKS, json=body)
+
+
+def test_a_waiting_callback_has_callbacks_where_a_call_has_calls(scenario: Scenario, api: httpx.Client) -> None:
+    org = scenario.org
+    routed = org.add_waiting_callback(scenario.support, caller="+13175550000", priority=4,
+                                      skill_ids=[scenario.skills["Billing"]], language_id=scenario.languages["English"])
+    scheduled = org.add_waiting_callback(scenario.billing, scheduled=True)
+
+    customer, acd = conversation(api, routed)["participants"]
+    assert "calls" not in customer and "calls" not in acd and "ani" not in customer
+    assert customer["purpose"] == "customer" and customer["address"] == "tel:+13175550000"
+    assert customer["callbacks"][0]["state"] == "connected" == CALLBACK_ROUTED_STATE
+    assert customer["callbacks"][0]["callbackNumbers"] == acd["callbacks"][0]["callbackNumbers"] == ["+13175550000"]
+    assert (acd["purpose"], acd["queueId"], acd["queueName"]) == ("acd", scenario.support, "Support")
+    assert acd["conversationRoutingData"] == org.routing_of(routed) and org.routing_of(routed)["priority"] == 4
+    assert deserialize(acd, "Participant").callbacks[0].callback_numbers == ["+13175550000"]
+
+    waiting = leg(api, scheduled, "acd")["callbacks"][0]
+    assert waiting["state"] == "scheduled" and "connectedTime" not in waiting
+    assert dt.datetime.fromisoformat(waiting["callbackScheduledTime"]) > dt.datetime.now(dt.timezone.utc)
+    assert (org.queue_of(routed), org.queue_of(scheduled)) == (scenario.support, scenario.billing)
+    assert [p["id"] for p in org.live_participants(routed, "acd")] == [acd["id"]]
+    with pytest.raises(ValueError, match="E.164"):
+        org.add_waiting_callback(scenario.support, caller="5550199")
+
+
+def test_a_callback_leg_is_live_until_its_callback_is_disconnected_or_terminated(scenario: Scenario) -> None:
+    org = scenario.org
+    callback = org.add_waiting_callback(scenario.support)
+    org.live_participants(callback, "acd")[0]["callbacks"][0]["state"] = "terminated"  # no endTime, yet not live
+    assert org.queue_of(callback) is None and org.routing_of(callback) is None
+
+
+def test_an_agent_answers_a_routed_callback_on_a_callbacks_leg(scenario: Scenario, api: httpx.Client) -> None:
+    org = scenario.org
+    routed, scheduled = org.add_waiting_callback(scenario.support), org.add_waiting_callback(scenario.support,
+                                                                                             scheduled=True)
+    org.answer(routed, scenario.agent)
+    agent = leg(api, routed, "agent")
+    assert "calls" not in agent and agent["callbacks"][0]["state"] == "connected" and agent["userId"] == scenario.agent
+    assert org.queue_of(routed) is None
+    assert [p["callbacks"][0]["state"] for p in conversation(api, routed)["participants"]] == [
+        "connected", "disconnected", "connected"]
+    with pytest.raises(ValueError, match="scheduled"):
+        org.answer(scheduled, scenario.agent)
+    org.end_call(routed)
+    assert org.live_participants(routed, "agent") == [] and org.live_participants(routed, "customer") == []
+
+
+def test_analytics_shows_callback_sessions_and_filters_them_by_media_type(scenario: Scenario,
+                                                                          api: httpx.Client) -> None:
+    org = scenario.org
+    routed, scheduled = org.add_waiting_callback(scenario.support), org.add_waiting_callback(scenario.support,
+                                                                                             scheduled=True)
+    voice = {scenario.waiting_call, scenario.agent_call}
+
+    def media(*types: str) -> list[dict[str, Any]]:
+        return [{"type": "or", "predicates": [dimension("mediaType", t) for t in types]}]
+
+    assert found_ids(details(api, segment_filters=media("callback"))) == {routed, scheduled}
+    assert found_ids(details(api, segment_filters=media("voice"))) == voice
+    assert found_ids(details(api, segment_filters=media("voice", "callback"))) == voice | {routed, scheduled}
+    waiting = [{"type": "and", "predicates": [
+        dimension("mediaType", "callback"), dimension("queueId", scenario.support),
+        dimension("segmentEnd", operator="notExists"), dimension("purpose", "acd")]}]
+    assert found_ids(details(api, segment_filters=waiting)) == {routed, scheduled}
+
+    answer = api.get("/api/v2/analytics/conversations/details", params={"id": f"{routed},{scheduled}"})
+    fits(answer.json(), "AnalyticsConversationWithoutAttributesMultiGetResponse")
+    sessions = {c["conversationId"]: [p["sessions"][0] for p in c["participants"]]
+                for c in answer.json()["conversations"]}
+    assert {s["mediaType"] for ss in sessions.values() for s in ss} == {"callback"}
+    assert all(s["callbackNumbers"] == ["+15550199"] and "ani" not in s for ss in sessions.values() for s in ss)
+    assert "callbackScheduledTime" in sessions[scheduled][1] and "callbackScheduledTime" not in sessions[routed][1]
+
+
+def test_a_routed_callback_moves_through_the_callbacks_replace_endpoint(clock: Clock) -> None:
+    ids = build_scenario(transfer_delay=2)
+    org, api = ids.org, client_for(ids.org)
+    callback = org.add_waiting_callback(ids.support, priority=9, skill_ids=[ids.skills["Billing"]])
+    old = leg(api, callback, "acd")
+
+    answer = replace_callback(api, callback, old["id"], {"queueId": ids.billing, "transferType": "Unattended"})
+
+    assert answer.status_code == 202 and answer.content == b""
+    assert org.transfers == [{"conversationId": callback, "participantId": old["id"], "queueId": ids.billing,
+                              "media": "callback"}]
+    assert [t["state"] for t in conversation(api, callback)["recentTransfers"]] == ["Pending"]
+    assert org.queue_of(callback) == ids.support  # not yet: applied after transfer_delay
+    clock.advance(2)
+    participants = conversation(api, callback)["participants"]
+    assert conversation(api, callback)["recentTransfers"][0]["state"] == "Complete"
+    ended = next(p for p in participants if p["id"] == old["id"])
+    assert ended["callbacks"][0]["state"] == "disconnected" and "endTime" in ended
+    new = leg(api, callback, "acd")
+    assert new["queueId"] == ids.billing and new["callbacks"][0]["state"] == "connected" and "calls" not in new
+    assert new["callbacks"][0]["callbackNumbers"] == ["+15550199"]
+    billing = {"id": ids.billing, "selfUri": f"/api/v2/routing/queues/{ids.billing}"}
+    assert new["conversationRoutingData"] == {**old["conversationRoutingData"], "queue": billing}
+    assert org.queue_of(callback) == ids.billing
+
+
+def test_a_voice_transfer_is_recorded_without_a_media_key(scenario: Scenario, api: httpx.Client) -> None:
+    call = scenario.waiting_call
+    transfer(api, call, leg(api, call, "acd")["id"], scenario.billing)
+    assert [set(t) for t in scenario.org.transfers] == [{"conversationId", "participantId", "queueId"}]
+
+
+def test_the_callbacks_replace_endpoint_refuses_what_it_does_not_move(scenario: Scenario, api: httpx.Client) -> None:
+    org = scenario.org
+    routed, scheduled = org.add_waiting_callback(scenario.support), org.add_waiting_callback(scenario.support,
+                                                                                             scheduled=True)
+    acd, customer = leg(api, routed, "acd")["id"], leg(api, routed, "customer")["id"]
+    to_billing = {"queueId": scenario.billing}
+
+    answer = replace_callback(api, scheduled, leg(api, scheduled, "acd")["id"], to_billing)
+    refused(answer, 400, CALLBACK_NOT_OFFERED[0])
+    assert answer.json()["message"] == CALLBACK_NOT_OFFERED[1]
+    assert "PATCH /api/v2/conversations/callbacks" in CALLBACK_NOT_OFFERED[1]
+    refused(replace_callback(api, routed, customer, to_billing), 400, "bad.request")
+    refused(replace_callback(api, routed, acd, {"queueId": scenario.support}), 400,
+            "conversations.error.transfer.same.party")
+    refused(replace_callback(api, routed, acd, {"queueId": "no-such-queue"}), 400,
+            "conversations.error.queue.not.found")
+    refused(replace_callback(api, routed, acd, {"userId": scenario.agent}), 400, "bad.request")  # not to a queue
+    refused(api.post(f"{CALLBACKS}/{routed}/participants/{acd}/replace", json={"queueId": scenario.billing,
+                                                                              "wrapupCode": "x"}), 400, "bad.request")
+    refused(replace_callback(api, routed, "nobody", to_billing), 404, "not.found")
+    voice = scenario.waiting_call
+    refused(replace_callback(api, voice, leg(api, voice, "acd")["id"], to_billing), 400, "bad.request")
+    # and a call's replace/queue does not move a callback
+    answer = api.post(f"/api/v2/conversations/{routed}/participants/{acd}/replace/queue", json=to_billing)
+    refused(answer, 400, CALLBACK_NOT_A_CALL[0])
+    assert answer.json()["message"] == CALLBACK_NOT_A_CALL[1]
+    org.permissions -= set(TRANSFER_PERMISSIONS)
+    refused(replace_callback(api, routed, acd, to_billing), 403, "missing.any.permissions")
+    assert org.transfers == [] and org.queue_of(routed) == org.queue_of(scheduled) == scenario.support
+
+
+def test_patch_callbacks_moves_a_scheduled_callback_at_once(scenario: Scenario, api: httpx.Client) -> None:
+    org = scenario.org
+    scheduled = org.add_waiting_callback(scenario.support, scheduled=True, priority=3)
+    before = leg(api, scheduled, "acd")
+    body = {"conversationId": scheduled, "queueId": scenario.billing}
+    fits(body, "PatchCallbackRequest")
+
+    answer = patch_callback(api, body)
+
+    assert answer.status_code == 200, answer.text
+    model = fits(answer.json(), "PatchCallbackResponse")
+    assert model.conversation.id == scheduled
+    assert [(i.type, i.id) for i in model.callback_identifiers] == [("ACD", before["callbacks"][0]["id"])]
+    after = leg(api, scheduled, "acd")
+    assert after["id"] == before["id"] and after["callbacks"] == before["callbacks"]  # the same leg, still scheduled
+    assert (after["queueId"], after["queueName"]) == (scenario.billing, "Billing Overflow")
+    assert after["conversationRoutingData"] == {**before["conversationRoutingData"],
+                                                "queue": {"id": scenario.billing,
+                                                          "selfUri": f"/api/v2/routing/queues/{scenario.billing}"}}
+    assert org.queue_of(scheduled) == scenario.billing
+    assert org.callback_changes == [{"conversationId": scheduled, "body": body}]
+    assert org.transfers == [{"conversationId": scheduled, "participantId": before["id"], "queueId": scenario.billing,
+                              "media": "callback", "scheduled": True}]
+    assert "recentTransfers" not in conversation(api, scheduled)
+
+
+def test_patch_callbacks_can_be_made_to_replace_the_participant(scenario: Scenario, api: httpx.Client,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fake_org, "CALLBACK_PATCH_REPLACES_PARTICIPANT", True)
+    org = scenario.org
+    scheduled = org.add_waiting_callback(scenario.support, scheduled=True)
+    before = leg(api, scheduled, "acd")
+    answer = patch_callback(api, {"conversationId": scheduled, "queueId": scenario.billing})
+    after = leg(api, scheduled, "acd")
+    assert after["id"] != before["id"] and after["callbacks"][0]["state"] == "scheduled"
+    assert answer.json()["callbackIdentifiers"][0]["id"] == after["callbacks"][0]["id"]
+    assert org.queue_of(scheduled) == scenario.billing and org.transfers[0]["participantId"] == before["id"]
+
+
+def test_patch_callbacks_refuses_what_is_not_a_scheduled_callback(scenario: Scenario, api: httpx.Client) -> None:
+    org = scenario.org
+    routed, scheduled = org.add_waiting_callback(scenario.support), org.add_waiting_callback(scenario.support,
+                                                                                             scheduled=True)
+    answer = patch_callback(api, {"conversationId": routed, "queueId": scenario.billing})
+    refused(answer, 400, CALLBACK_NOT_SCHEDULED[0])
+    assert answer.json()["message"] == CALLBACK_NOT_SCHEDULED[1]
+    refused(patch_callback(api, {"conversationId": scenario.waiting_call, "queueId": scenario.billing}), 400,
+            CALLBACK_NOT_SCHEDULED[0])
+    refused(patch_callback(api, {"conversationId": "nothing", "queueId": scenario.billing}), 404, "not.found")
+    refused(patch_callback(api, {"queueId": scenario.billing}), 400, "bad.request")
+    refused(patch_callback(api, {"conversationId": scheduled, "queueId": "no-such-queue"}), 400,
+            "conversations.error.queue.not.found")
+    refused(patch_callback(api, {"conversationId": scheduled, "agentId": scenario.agent}), 400, "bad.request")
+    refused(patch_callback(api, {"conversationId": scheduled, "queueName": "Billing Overflow"}), 400, "bad.request")
+    assert "conversation:callback:edit" in ALL_PERMISSIONS
+    org.permissions.discard("conversation:callback:edit")
+    refused(patch_callback(api, {"conversationId": scheduled, "queueId": scenario.billing}), 403,
+            "missing.any.permissions")
+    assert org.transfers == org.callback_changes == [] and org.queue_of(scheduled) == scenario.support
+
+
+def test_participant_data_on_a_callback(scenario: Scenario, api: httpx.Client) -> None:
+    org = scenario.org
+    callback = org.add_waiting_callback(scenario.support)
+    customer = leg(api, callback, "customer")["id"]
+    body = {"attributes": {"moved": "yes"}}
+    fits(body, "ParticipantAttributes")
+    answer = api.patch(f"{CALLBACKS}/{callback}/participants/{customer}/attributes", json=body)
+    assert answer.status_code == 202 and fits(answer.json(), "ParticipantAttributes").attributes == {"moved": "yes"}
+    assert org.attributes_of(callback) == {"moved": "yes"}
+    refused(api.patch(f"{CALLBACKS}/{callback}/participants/{customer}/attributes", json={"attributes": {"n": 1}}),
+            400, "bad.request")
+
+
+def test_the_sdk_callback_methods_reach_the_callback_routes(scenario: Scenario) -> None:
+    org = scenario.org
+    conversations = package.ConversationsApi(sdk_client(org))
+    routed, scheduled = org.add_waiting_callback(scenario.support), org.add_waiting_callback(scenario.support,
+                                                                                             scheduled=True)
+    acd = next(p for p in conversations.get_conversation(routed).participants if p.purpose == "acd")
+    assert acd.callbacks[0].state == CALLBACK_ROUTED_STATE and not acd.calls
+
+    request = sdk.models.TransferRequest()
+    request.queue_id = scenario.billing
+    assert conversations.post_conversations_callback_participant_replace(routed, acd.id, request) is None
+    assert org.queue_of(routed) == scenario.billing
+
+    change = sdk.models.PatchCallbackRequest()
+    change.conversation_id, change.queue_id = scheduled, scenario.billing
+    assert conversations.patch_conversations_callbacks(change).conversation.id == scheduled
+    assert org.queue_of(scheduled) == scenario.billing
+
+    body = sdk.models.ParticipantAttributes()
+    body.attributes = {"moved": "yes"}
+    answer = conversations.patch_conversations_callback_participant_attributes(routed, acd.id, body)
+    assert answer.attributes == {"moved": "yes"}
+    assert [t["media"] for t in org.transfers] == ["callback", "callback"]
