@@ -271,6 +271,7 @@ class Listed:
     queue_id: str | None = None
     values: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the routing it set (--json lines)
     undo: bool = False                  # the earlier run was an --undo
+    media: str | None = None            # voice or callback, as a --json line says
 
     def finished(self, plan: Plan) -> bool:
         """The earlier run did what `plan` asks: the call moved (or was found) where it moves it, with its routing.
@@ -662,7 +663,8 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         listed.pop(conversation_id, None)  # the last line of a call counts, and its place in the list
         values = {key: record[key] for key in ROUTING_FIELDS if key in record}
         listed[conversation_id] = Listed(conversation_id, number, record.get("status"), record.get("routing"),
-                                         *(i and i.lower() for i in ids[1:]), values, record.get("undo") is True)
+                                         *(i and i.lower() for i in ids[1:]), values, record.get("undo") is True,
+                                         record.get("mediaType") if record.get("mediaType") in MEDIA else None)
     where = "standard input" if path == "-" else path
     if bad:
         numbers = ", ".join(map(str, bad[:5])) + (" and more" if len(bad) > 5 else "")
@@ -794,12 +796,12 @@ def transfer_landed(conversation: Any, call: Call) -> bool:
     count. A scheduled callback is not replaced but changed: its own leg then names the queue.
     """
     participants = conversation.participants or []
-    if call.scheduled:
-        return any(p.id == call.participant_id and is_live(p) and p.queue_id == call.queue_id for p in participants)
+    changed = call.scheduled and any(p.id == call.participant_id and is_live(p) and p.queue_id == call.queue_id
+                                     for p in participants)
     replaced_gone = all(not is_live(p) for p in participants if p.id == call.participant_id)
     arrived = any(p.id != call.participant_id and p.id not in call.known_legs and p.queue_id == call.queue_id
                   and (p.purpose == "acd" and is_live(p) or p.purpose == "agent") for p in participants)
-    return replaced_gone and arrived
+    return changed or replaced_gone and arrived
 
 
 def waiting_leg(conversation: Any) -> Any | None:
@@ -966,7 +968,7 @@ class Call:
     customer_id: str | None = None         # the customer participant, where participant data goes
     known_legs: frozenset[str] = frozenset()  # the call's participants before the transfer (see transfer_landed)
     conversation_start: dt.datetime | None = None
-    media: str = "voice"                   # voice, or callback (moved and changed by the callbacks endpoints)
+    media: str | None = "voice"            # voice, or callback (its own endpoints); None: not read, not known
     scheduled: bool = False                # a callback not offered yet: moved by PATCH, not replaced
     move: bool = True                      # False: changed in place, where it waits
     plan: Plan = dataclasses.field(default_factory=Plan)
@@ -1267,7 +1269,7 @@ class Report:
     def tally(self) -> str:
         """What became of the calls so far: moved (accepted; verified), updated in place, skipped, failed, not sent."""
         counts = self.counts
-        by_media = ", ".join(f"{count} {'callbacks' if medium == 'callback' else medium}"
+        by_media = ", ".join(plural(count, "callback") if medium == "callback" else f"{count} {medium}"
                              for medium, count in sorted(self.moved_media.items()))
         acted = [f"moved {len(self.moved)} ({self.verified} verified"
                  f"{'; ' + by_media if 'callback' in self.moved_media else ''})"] if self.moved or not counts["updated"] \
@@ -1399,7 +1401,8 @@ class Transport:
             raise UsageError(f"refusing to send a request to {parts.scheme}://{host}: requests go only to the org "
                              f"({' and '.join(sorted(self.origins))})")
         is_token_request = path.endswith("/oauth/token")
-        is_transfer = options.method == "POST" and path.endswith(("/replace/queue", "/replace"))
+        is_transfer = options.method == "POST" and path.endswith(("/replace/queue", "/replace")) or \
+            options.method == "PATCH" and path.endswith("/api/v2/conversations/callbacks")  # moves a scheduled one
         headers = dict(options.headers)
         reauthenticated = False
         attempt = 0
@@ -1826,6 +1829,8 @@ class Org:
         Written before the request goes out: an answer lost on the way back leaves the journal
         saying so (see journal). A day's journal is a file of its own; those of days past go.
         """
+        if call.scheduled:  # moved on its own leg, which stays live: the journal's rule does not apply
+            return
         day = dt.datetime.now(dt.timezone.utc).date()
         try:
             if not self._journal_days:
@@ -2064,22 +2069,17 @@ def transfer(org: Org, call: Call) -> None:
     the conversation shows no transfer pending (recentTransfers: whether queue transfers are
     listed there is unverified). Otherwise its outcome stays unknown: it is not resent.
     """
-    path = {"conversationId": call.conversation_id, "participantId": call.participant_id}
     action = f"transferring conversation {call.conversation_id}"
-    if call.scheduled:  # a callback not offered yet: its queue is a value to set (sending it twice is harmless)
-        call.sent = True
-        try:
-            org.api(action, "patch_conversations_callbacks", body=scheduled_callback_body(call))
-        except TransferCallError:
-            call.moved = "no"
-            raise
-        call.moved = "yes"
-        return
+    if call.scheduled:  # a callback not offered yet: not replaced, its queue is changed
+        request = {"body": scheduled_callback_body(call)}
+    else:
+        request = {"path": {"conversationId": call.conversation_id, "participantId": call.participant_id},
+                   "body": transfer_body(call.queue_id)}
     for attempt in (1, 2):
         try:
             call.sent = True
             org.remember_transfer(call)  # first: whatever becomes of the answer, a later run knows it was sent
-            org.send(TRANSFERS[call.media], path=path, body=transfer_body(call.queue_id))
+            org.send("patch_conversations_callbacks" if call.scheduled else TRANSFERS[call.media], **request)
             call.moved = "yes"
             return
         except Stopped:  # raised before the request went out: it was not sent after all
@@ -2090,6 +2090,9 @@ def transfer(org: Org, call: Call) -> None:
         except OutcomeUnknown as exc:
             unclear = f"{action}: {exc}"
         except load_sdk().ApiException as exc:
+            if attempt == 1 and call.scheduled and 400 <= exc.status < 500 and offered_meanwhile(org, call):
+                org.remember_transfer(call, "refused")
+                return transfer(org, call)  # offered meanwhile: it waits as a routed callback now, replaced
             if attempt == 1 or error_details(exc)[1] != "conversations.error.transfer.not.connected":
                 if attempt == 1:
                     org.remember_transfer(call, "refused")  # refused outright: a rerun may send it
@@ -2126,6 +2129,19 @@ def transfer(org: Org, call: Call) -> None:
             return
         log.warning("%s: participant %s still waits and no transfer is pending; sending the transfer again", action,
                     call.participant_id)
+
+
+def offered_meanwhile(org: Org, call: Call) -> bool:
+    """A scheduled callback whose PATCH was refused: True (and the call now names its routed leg) if it was offered
+    meanwhile and waits in the queue as a routed callback; False when it is still scheduled, answered or gone."""
+    try:
+        leg = waiting_leg(org.conversation(call.conversation_id))
+    except TransferCallError:
+        return False
+    if leg is None or is_scheduled(leg) or leg.queue_id != call.from_queue_id:
+        return False
+    call.scheduled, call.participant_id = False, leg.id
+    return True
 
 
 def watch_unclear_transfer(org: Org, call: Call, seconds: float) -> str:
@@ -2241,8 +2257,8 @@ def arrived(view: Any, call: Call) -> bool:
     A scheduled callback keeps its leg: that leg's open segment then names the target queue.
     """
     for participant in view.participants or []:
-        if (participant.participant_id == call.participant_id) != call.scheduled or \
-                participant.participant_id in call.known_legs and not call.scheduled:
+        same = participant.participant_id == call.participant_id
+        if same and not call.scheduled or participant.participant_id in call.known_legs and not same:
             continue
         segments = [segment for session in participant.sessions or [] if session.media_type == call.media
                     for segment in session.segments or [] if segment.queue_id == call.queue_id]
@@ -2317,7 +2333,7 @@ def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                 call.move, call.reason = False, f"already waiting in queue {where}"
             else:
                 call.skip(f"already waiting in queue {where}; nothing to do")
-        elif not call.decided and call.move and call.journal_key in journal:
+        elif not call.decided and call.move and not call.scheduled and call.journal_key in journal:
             moment = dt.datetime.fromtimestamp(journal[call.journal_key]).strftime("%H:%M:%S")
             call.fail(f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still there: "
                       "that transfer is not applied yet, or its answer was lost; nothing was sent: look at the call "
@@ -2391,7 +2407,7 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     not set).
     """
     calls = {entry.conversation_id: Call(entry.conversation_id, None, queue_id=plan.queue_id, plan=plan,
-                                         queue_name=plan.queue_name, move=not plan.in_place)
+                                         queue_name=plan.queue_name, move=not plan.in_place, media=entry.media)
              for entry in settings.listed}
     for entry in settings.listed:
         if entry.finished(plan):
@@ -2418,10 +2434,10 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                     customer_id=None if leg is None else customer_leg(conversation), plan=plan,
                     known_legs=frozenset() if leg is None else frozenset(p.id for p in conversation.participants),
                     conversation_start=None if leg is None else conversation.start_time,
-                    media="voice" if leg is None else media_of(leg), scheduled=leg is not None and is_scheduled(leg))
+                    media=record.media if leg is None else media_of(leg), scheduled=leg is not None and is_scheduled(leg))
         if record.undo:  # its last line is an undo's own: it was put back already
             call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
-        elif leg is not None and (call.journal_key in journal or any(
+        elif leg is not None and (call.journal_key in journal and not call.scheduled or any(
                 t.state in ("Pending", "Active") for t in conversation.recent_transfers or [])):
             call.fail("a transfer of this call is still pending (the move being undone, or an undo); nothing was "
                       "sent: run again in a moment", Unavailable(f"conversation {record.conversation_id}: a transfer "
@@ -2475,6 +2491,8 @@ def list_source_queue(org: Org, settings: Settings, plan: Plan) -> list[Call]:
         if leg is None:
             call.skip("no longer waiting: the callback ended or was answered")
         call.scheduled = leg is not None and is_scheduled(leg)
+        if call.scheduled and settings.waiting_over is not None:
+            call.skip("a scheduled callback, not due yet: it has not waited")
     if all(call.skipped for call in calls):
         if source_name is None:  # not looked up: is it empty, or not a queue at all?
             source_name = resolve_queue(org, source_id, None)[1]

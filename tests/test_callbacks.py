@@ -128,3 +128,67 @@ def test_an_undo_puts_callbacks_back_by_their_own_endpoints(run_inprocess, tmp_p
     assert all(org.queue_of(c) == support for c in (*calls, routed, scheduled))
     assert len(org.sent("POST", "/api/v2/conversations/callbacks/")) == 2  # routed: there and back
     assert len(org.callback_changes) == 2  # scheduled: there and back
+
+
+# --- found by the review ------------------------------------------------------------------------
+
+def offer(org, conversation_id: str) -> None:
+    """The scheduled callback comes due: its queue leg is offered to agents (a routed callback now)."""
+    import fake_org
+
+    for leg in org.live_participants(conversation_id, "acd"):
+        leg["callbacks"][0]["state"] = fake_org.CALLBACK_ROUTED_STATE
+        leg["callbacks"][0].pop("callbackScheduledTime", None)
+
+
+def test_a_scheduled_callback_s_move_whose_answer_was_lost_is_a_move_not_a_failure(scenario: Scenario,
+                                                                                   run_inprocess) -> None:
+    org = scenario.org
+    callback = org.add_waiting_callback(scenario.support, scheduled=True)
+    org.inject("PATCH", "^/api/v2/conversations/callbacks$", 503, process=True)
+
+    result = run_inprocess(org, "--conversation-id", callback, "--queue-id", scenario.billing, "--json")
+
+    assert result.code == 0, result.err
+    [record] = final_records(result.out)
+    assert (record["status"], record["moved"], record["mediaType"]) == ("transferred", "yes", "callback")
+    assert len(org.callback_changes) == 1 and org.queue_of(callback) == scenario.billing
+
+
+def test_a_scheduled_callback_answered_in_its_new_queue_counts_as_verified(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    callback = org.add_waiting_callback(scenario.support, scheduled=True)
+    org.when("PATCH", "^/api/v2/conversations/callbacks$",
+             lambda o: o.at(0, lambda o: (offer(o, callback), o.answer(callback, scenario.agent))))
+
+    result = run_inprocess(org, "--conversation-id", callback, "--queue-id", scenario.billing, "--json")
+
+    assert result.code == 0, result.err
+    assert final_records(result.out)[0]["verified"] is True
+
+
+def test_a_scheduled_callback_offered_before_its_move_is_moved_as_a_routed_one(scenario: Scenario,
+                                                                              run_inprocess) -> None:
+    org = scenario.org
+    callback = org.add_waiting_callback(scenario.support, scheduled=True)
+    org.when("PATCH", "^/api/v2/conversations/callbacks$", lambda o: offer(o, callback))  # just before it lands
+
+    result = run_inprocess(org, "--conversation-id", callback, "--queue-id", scenario.billing, "--json")
+
+    assert result.code == 0, result.err
+    assert org.callback_changes == [] and len(org.sent("POST", "/api/v2/conversations/callbacks/")) == 1
+    assert org.queue_of(callback) == scenario.billing
+
+
+def test_lines_read_back_keep_the_media_they_named(run_inprocess, tmp_path) -> None:
+    org, support, overflow, calls = evacuation_org(0)
+    callback = org.add_waiting_callback(support)
+    moved = tmp_path / "moved.jsonl"
+    assert run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--media", "callback", "--json",
+                         "--output", str(moved)).code == 0
+
+    again = run_inprocess(org, "--conversations-file", str(moved), "--queue-id", overflow, "--json")
+
+    assert again.code == 0, again.err
+    [record] = final_records(again.out)
+    assert (record["conversationId"], record["status"], record["mediaType"]) == (callback, "skipped", "callback")
