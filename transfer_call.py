@@ -6,12 +6,16 @@ Find the call by agent (--user-id / --user-email), conversation (--conversation-
 (--conversations-file), or an earlier run's moves to put back (--undo). Replace the agent's (or
 the waiting call's queue) participant with the target queue (--queue-id / --queue-name) through
 POST /api/v2/conversations/{id}/participants/{id}/replace/queue, then re-read the call until it
-is seen in the target queue. --priority, --skill, --language and --attribute set its routing
-and participant data on the move, or, with no target queue, where it waits. --check probes the
-OAuth client's permissions without changing anything.
+is seen in the target queue. Callbacks waiting in a queue move too (--media voice,callback, or
+named by id), by their own endpoints. --priority, --skill, --language and --attribute set its
+routing and participant data on the move, or, with no target queue, where it waits. --check
+probes the OAuth client's permissions without changing anything.
 
 Every mode runs one pipeline: select the calls, plan their requests, send them paced by the
-org's rate limit, verify, and report one result line per call as soon as its outcome is final.
+org's rate limit, verify, and report each fact about a call as soon as it is known (a moved
+call's line when its transfer is accepted, its final line once verified). Reruns are safe: a
+call already in the target queue, done by the run whose result lines are read, or whose
+transfer from this machine is not applied yet, is not sent again.
 
 Credentials come from GENESYS_CLIENT_ID and GENESYS_CLIENT_SECRET (an OAuth client-credentials
 client); the org from GENESYS_REGION or GENESYS_API_HOST. Flags win over the environment, which
