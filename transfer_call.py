@@ -1063,9 +1063,10 @@ class Call:
             "verified": self.verified, "final": self.final, **self.plan.routing,
             **({"undo": True} if self.plan.undo and self.moved == "yes" else {})}
         optional = {"reason": self.reason, "errorCode": self.error and self.error.code, "requests": self.requests,
+                    "scheduled": self.scheduled or None,
                     "elapsedMs": self.elapsed_ms, "attributes": dict(self.plan.attributes) or None,
                     "routing": self.routing, "routingReason": self.routing_reason}
-        if self.waiting_since:
+        if self.waiting_since and not self.scheduled:  # a scheduled callback has not waited yet
             optional["waitingSeconds"] = round((dt.datetime.now(dt.timezone.utc) - self.waiting_since).total_seconds())
         return {**record, **{key: value for key, value in optional.items() if value is not None}}
 
@@ -1082,7 +1083,11 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
     subject = " ".join([result["conversationId"], *([f"participant {result['participantId']}"] * bool(
         result["participantId"])), *places])
     if status == "dry-run":
-        waited = f" (waiting {result['waitingSeconds']}s)" if result.get("waitingSeconds") is not None else ""
+        what = "scheduled callback" if result.get("scheduled") else "callback" if result.get("mediaType") == \
+            "callback" else ""
+        waited = f"waiting {result['waitingSeconds']}s" if result.get("waitingSeconds") is not None and \
+            not result.get("scheduled") else ""
+        waited = f" ({', '.join(part for part in (what, waited) if part)})" if what or waited else ""
         return f"dry-run {subject}{waited}: would send {'; then '.join(result['requests'])}"
     notes = [] if in_place else [{"yes": "moved", "no": "not moved", "unknown": "may have moved"}[result["moved"]]]
     if result["moved"] == "yes":
@@ -2921,8 +2926,9 @@ def exit_status(calls: list[Call], stop: Stop) -> tuple[int, str | None]:
     elif len(calls) == 1:
         detail = f"conversation {first.conversation_id} {first.status}: {first.reason or first.error}"
     else:
-        detail = (f"{plural(len(unfinished), 'call')} not done (see {'its' if len(unfinished) == 1 else 'their'} "
-                  "result lines)" + (f"; the run stopped early: {stop.error}" if stop.error else ""))
+        kinds = collections.Counter("moved, not confirmed" if c.moved == "yes" else c.status for c in unfinished)
+        detail = (f"{plural(len(unfinished), 'call')} not done ({', '.join(f'{n} {kind}' for kind, n in kinds.items())}"
+                  f"; see the result lines)" + (f"; the run stopped early: {stop.error}" if stop.error else ""))
     if changed:
         unrouted = sum(1 for c in calls if c.moved == "yes" and c.routing == "failed")
         return ExitCode.PARTIAL, f"{detail}; something was changed: " + (
@@ -2970,12 +2976,12 @@ def check_permissions(org: Org, settings: Settings) -> tuple[list[dict[str, str]
                        lambda: org.send("post_users_search", body=nobody)))
     if not mode_given or settings.changes_routing:
         probes.append(("routing:conversation:edit", "--priority, --skill, --language", None))
-    if not mode_given or "callback" in settings.media:
-        probes.append(("conversation:communication:blindTransfer", "moving callbacks waiting in a queue", None))
-        probes.append(("conversation:callback:edit", "moving scheduled callbacks (not offered yet)", None))
     if not mode_given or settings.skills:
         probes.append(("routing:skill:view", "--skill by name",
                        lambda: org.send("get_routing_skills", query={"pageSize": 1})))
+    if not mode_given or "callback" in settings.media:
+        probes.append(("conversation:communication:blindTransfer", "moving callbacks waiting in a queue", None))
+        probes.append(("conversation:callback:edit", "moving scheduled callbacks (not offered yet)", None))
     rows = []
     for permission, needed_for, probe in probes:
         result, note = "unknown", "cannot be checked without changing a call"

@@ -286,12 +286,14 @@ class FakeOrg:
         if caller is not None and not E164.fullmatch(caller):
             raise ValueError(f"caller {caller!r} is not an E.164 number such as +13175551234")
         address = f"tel:{caller}" if caller else ANONYMOUS_ADDRESS
+        conversation_id = new_id()  # before the customer's ids: the demo's ids (and the README's) stay as they were
         customer = self._participant("customer", name="Caller", address=address, started=started)
         customer["ani"] = f"tel:{caller}" if caller else "anonymous"
-        return self._add_conversation(started, [customer, leg])
+        return self._add_conversation(started, [customer, leg], conversation_id)
 
-    def _add_conversation(self, started: str | None, participants: list[dict[str, Any]]) -> str:
-        conversation_id = new_id()
+    def _add_conversation(self, started: str | None, participants: list[dict[str, Any]],
+                          conversation_id: str | None = None) -> str:
+        conversation_id = conversation_id or new_id()
         self.conversations[conversation_id] = {
             "id": conversation_id, "startTime": as_iso(started), "participants": participants,
             "recordingState": "none", "selfUri": f"/api/v2/conversations/{conversation_id}"}

@@ -92,6 +92,8 @@ def test_a_dry_run_names_each_callback_s_endpoint(run_inprocess) -> None:
     assert requests[scheduled] == [f'PATCH /api/v2/conversations/callbacks {{"conversationId": "{scheduled}", '
                                    f'"queueId": "{overflow}"}}']
     assert requests[routed][0].startswith(f"POST /api/v2/conversations/callbacks/{routed}/participants/")
+    text = run_inprocess(org, "--from-queue", "Support", "--queue-id", overflow, "--media", "callback", "--dry-run")
+    assert "(scheduled callback): would send PATCH" in text.out and "(callback, waiting " in text.out
     assert org.transfers == []
 
 

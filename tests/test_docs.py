@@ -48,3 +48,16 @@ def test_the_readme_stands_alone_and_documents_every_status() -> None:
     for status in ("transferred", "skipped", "failed", "not-sent", "dry-run"):
         assert f"`{status}`" in README, status
     assert "exact name" not in README.lower() and "exact email" not in README.lower()  # names ignore case
+
+
+def test_the_demo_org_has_the_ids_the_readme_shows() -> None:
+    import fake_org
+
+    fake_org.IDS.seed(2026)  # as fake_org.demo() does
+    try:
+        scenario = fake_org.build_scenario(transfer_delay=0.3, latency=0.05)
+    finally:
+        fake_org.IDS.seed()  # the other tests' ids stay random
+
+    for name in ("agent", "agent_call", "waiting_call", "support", "billing"):
+        assert getattr(scenario, name) in README, name
