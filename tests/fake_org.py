@@ -687,12 +687,17 @@ class FakeOrg:
             return self._error(404, "not.found", f"Conversation {conversation_id} not found")
         return self._json(conversation)
 
+    def _leg(self, conversation_id: str, participant_id: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """(conversation, participant) by their ids; the participant is None when either is unknown."""
+        conversation = self.conversations.get(conversation_id)
+        return conversation, next((p for p in (conversation or {}).get("participants", [])
+                                   if p["id"] == participant_id), None)
+
     def _transfer(self, conversation_id: str, participant_id: str, *, body: Any, **_: Any) -> Reply:
         if not isinstance(body, dict) or set(body) - TRANSFER_BODY_KEYS or not (body.get("queueId") or body.get("queueName")):
             return self._error(400, "bad.request", f"Invalid TransferToQueueRequest: {body!r}")
-        conversation = self.conversations.get(conversation_id)
-        participant = next((p for p in (conversation or {}).get("participants", []) if p["id"] == participant_id), None)
-        if conversation is None or participant is None:
+        conversation, participant = self._leg(conversation_id, participant_id)
+        if participant is None:
             return self._error(404, "not.found", "The conversation or participant was not found")
         if participant["purpose"] in ("customer", "external"):
             return self._error(400, "bad.request", "The customer participant cannot be replaced")
@@ -722,9 +727,8 @@ class FakeOrg:
         if set(body) - CALLBACK_TRANSFER_MODELLED or not isinstance(body.get("queueId"), str):
             return self._error(400, "bad.request", "The fake org models only a transfer to a queue (queueId): "
                                                    f"{body!r}")
-        conversation = self.conversations.get(conversation_id)
-        participant = next((p for p in (conversation or {}).get("participants", []) if p["id"] == participant_id), None)
-        if conversation is None or participant is None:
+        conversation, participant = self._leg(conversation_id, participant_id)
+        if participant is None:
             return self._error(404, "not.found", "The conversation or participant was not found")
         if participant["purpose"] in ("customer", "external"):
             return self._error(400, "bad.request", "The customer participant cannot be replaced")
@@ -1039,9 +1043,8 @@ class FakeOrg:
         attributes = body.get("attributes") if isinstance(body, dict) and set(body) == {"attributes"} else None
         if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
             return self._error(400, "bad.request", f"Invalid ParticipantAttributes (values must be strings): {body!r}")
-        conversation = self.conversations.get(conversation_id)
-        participant = next((p for p in (conversation or {}).get("participants", []) if p["id"] == participant_id), None)
-        if conversation is None or participant is None:
+        conversation, participant = self._leg(conversation_id, participant_id)
+        if participant is None:
             return self._error(404, "not.found", "The conversation or participant was not found")
         participant["attributes"].update(attributes)
         self.attribute_changes.append({"conversationId": conversation_id, "participantId": participant_id,
