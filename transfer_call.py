@@ -247,6 +247,14 @@ class OutcomeUnknown(Unavailable):
     """Raised by the transport when a transfer POST got no clear answer (5xx, timeout, undecodable): it may have been processed."""
 
 
+class MaybeApplied(Unavailable):
+    """Raised when a change (a PATCH) got no clear answer and then ran out of retries or was stopped: it may stand."""
+
+    def __init__(self, message: str, *, stopped: Stopped | None = None) -> None:
+        super().__init__(message)
+        self.stopped = stopped
+
+
 class Busy(TransferCallError):
     """Raised when another run on this machine holds the lock on the same calls (the same source queue, or lists)."""
 
@@ -276,6 +284,7 @@ class Listed:
     values: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # the routing it set (--json lines)
     undo: bool = False                  # the earlier run was an --undo
     media: str | None = None            # voice or callback, as a --json line says
+    participant_id: str | None = None   # the leg the earlier run acted on
 
     def finished(self, plan: Plan) -> bool:
         """The earlier run did what `plan` asks: the call moved (or was found) where it moves it, with its routing.
@@ -631,7 +640,7 @@ def parse_result_line(text: str) -> dict[str, Any] | None:
         return None
     record = match.groupdict()
     notes = record.pop("notes") or ""
-    routing = re.search(r"\brouting (applied|skipped|failed)\b", notes)
+    routing = re.search(r"\brouting (applied|skipped|failed|unknown)\b", notes)
     return {**record, "routing": routing and routing.group(1), "undo": "put back" in notes,
             "fromQueueId": record["fromQueueId"]
             or (record["queueId"] if " in queue " in text.split(" (")[0] else None)}
@@ -668,7 +677,9 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         values = {key: record[key] for key in ROUTING_FIELDS if key in record}
         listed[conversation_id] = Listed(conversation_id, number, record.get("status"), record.get("routing"),
                                          *(i and i.lower() for i in ids[1:]), values, record.get("undo") is True,
-                                         record.get("mediaType") if record.get("mediaType") in MEDIA else None)
+                                         record.get("mediaType") if record.get("mediaType") in MEDIA else None,
+                                         leg.lower() if isinstance(leg := record.get("participantId"), str)
+                                         and is_uuid(leg) else None)
     where = "standard input" if path == "-" else path
     if bad:
         numbers = ", ".join(map(str, bad[:5])) + (" and more" if len(bad) > 5 else "")
@@ -980,7 +991,7 @@ class Call:
     moved: str | None = None               # yes | no | unknown; None: no transfer answered yet (or none to send)
     verified: bool = False
     data_written: bool = False             # the plan's participant data was accepted
-    routing: str | None = None             # applied | skipped | failed, when the plan changes routing
+    routing: str | None = None             # applied | skipped | failed | unknown (no clear answer), when asked
     routing_reason: str | None = None
     skipped: bool = False                  # nothing to do, or nothing could be done: the call is gone or was answered
     sent: bool = False                     # a change request went out for it
@@ -1016,7 +1027,7 @@ class Call:
     @property
     def changed(self) -> bool:
         """Something in the org was (or may have been) changed for this call."""
-        return self.moved in ("yes", "unknown") or self.data_written or self.routing == "applied"
+        return self.moved in ("yes", "unknown") or self.data_written or self.routing in ("applied", "unknown")
 
     @property
     def done(self) -> bool:
@@ -1039,7 +1050,7 @@ class Call:
             return "dry-run"
         if self.moved == "yes":
             return "transferred"
-        if self.moved == "unknown":
+        if self.moved == "unknown" or not self.move and self.routing == "unknown":
             return "unknown"
         if self.skipped:
             return "skipped"
@@ -1412,12 +1423,31 @@ class Transport:
         is_token_request = path.endswith("/oauth/token")
         is_transfer = options.method == "POST" and path.endswith(("/replace/queue", "/replace")) or \
             options.method == "PATCH" and path.endswith("/api/v2/conversations/callbacks")  # moves a scheduled one
+        # A change other than the transfer (routing, participant data) sets values: resending it is
+        # harmless, but once an answer is lost it may stand even if no later attempt gets through.
+        is_change = options.method in ("PATCH", "PUT", "DELETE") and not is_transfer
+        unclear: list[str] = []
+
+        def wait_to_retry(delay: float, what: str, failed_attempt_time: float, **how: Any) -> None:
+            try:
+                self._wait_to_retry(delay, what, failed_attempt_time, **how)
+            except Unavailable as exc:
+                if unclear:
+                    raise MaybeApplied(f"{exc}; an earlier attempt may have been applied ({unclear[0]})") from None
+                raise
+
         headers = dict(options.headers)
         reauthenticated = False
         attempt = 0
         while True:
             attempt += 1
-            self.stop.check()
+            try:
+                self.stop.check()
+            except Stopped as stopped:
+                if unclear:
+                    raise MaybeApplied(f"{options.method} {path}: {stopped.reason} after an answer was lost "
+                                       f"({unclear[0]}); it may have been applied", stopped=stopped) from None
+                raise
             started = time.monotonic()
             try:
                 response = self._send(options, headers)
@@ -1429,14 +1459,16 @@ class Transport:
                 if is_transfer and not never_sent:
                     raise OutcomeUnknown(f"the transfer request to {host} got no clear answer ({type(exc).__name__}); "
                                          "it may or may not have been processed") from None
+                if is_change and not never_sent:
+                    unclear.append(type(exc).__name__)
                 if never_sent and not self.reached:  # a wrong host or no network: say so soon
-                    self._wait_to_retry(backoff(attempt), f"cannot reach {host}: {described}",
-                                        time.monotonic() - started, budget=CONNECT_RETRY_BUDGET,
-                                        fix="check GENESYS_API_HOST or GENESYS_REGION, and the network (DNS, "
-                                            "proxy, firewall)", quiet=True)
+                    wait_to_retry(backoff(attempt), f"cannot reach {host}: {described}",
+                                  time.monotonic() - started, budget=CONNECT_RETRY_BUDGET,
+                                  fix="check GENESYS_API_HOST or GENESYS_REGION, and the network (DNS, "
+                                      "proxy, firewall)", quiet=True)
                 else:
-                    self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: {described}",
-                                        time.monotonic() - started)
+                    wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: {described}",
+                                  time.monotonic() - started)
                 continue
             self.reached = True
             status = response.status_code
@@ -1447,20 +1479,19 @@ class Transport:
                 headers["Authorization"] = f"Bearer {self.reauthenticate()}"
                 continue
             if status == 429:  # Genesys: a 429 request was not processed, so it is safe to resend
-                self._wait_to_retry(retry_after(response, attempt), f"{options.method} {path}: rate limited (429)",
-                                    time.monotonic() - started)
+                wait_to_retry(retry_after(response, attempt), f"{options.method} {path}: rate limited (429)",
+                              time.monotonic() - started)
                 continue
             if is_transfer and status >= 500:
                 raise OutcomeUnknown(f"the transfer request was answered {status}; "
                                      "it may or may not have been processed")
-            if status in TRANSIENT_STATUSES:
-                self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: HTTP {status}",
-                                    time.monotonic() - started)
-                continue
-            if status == 200 and not is_transfer and not is_json(response.text):
-                # A proxy's page or a cut-off body; Genesys always answers 200 with JSON (202s may be empty).
-                self._wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: answered {status} "
-                                    "without valid JSON", time.monotonic() - started)
+            if status in TRANSIENT_STATUSES or status == 200 and not is_transfer and not is_json(response.text):
+                # A 5xx, or a proxy's page or a cut-off body (Genesys answers 200 with JSON; 202s may be empty).
+                if is_change:
+                    unclear.append(f"HTTP {status}")
+                wait_to_retry(backoff(attempt), f"{options.method} {path} on {host}: "
+                              + (f"HTTP {status}" if status != 200 else f"answered {status} without valid JSON"),
+                              time.monotonic() - started)
                 continue
             result = Response(response)
             if not 200 <= status <= 205:
@@ -2421,12 +2452,19 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     for entry in settings.listed:
         if entry.finished(plan):
             calls[entry.conversation_id].skip(f"{DONE_EARLIER} (its line {entry.line}: {entry.status})")
+    entries = {entry.conversation_id: entry for entry in settings.listed}
     unfinished = [cid for cid, call in calls.items() if not call.skipped]
     for conversation_id, conversation in zip(unfinished, read_conversations(org, unfinished, settings.concurrency),
                                              strict=True):
         try:
             if isinstance(conversation, NoLiveCall):
                 raise NoLiveCall(f"conversation {conversation_id} is gone; the call ended")
+            earlier = next((p for p in conversation.participants or []
+                            if p.id == entries[conversation_id].participant_id), None)
+            agent = pick_agent_participant(conversation)
+            if earlier is not None and earlier.purpose == "acd" and agent is not None and not plan.in_place:
+                # The earlier run found it waiting in a queue; an agent has answered it since: not to be taken away.
+                raise NoLiveCall(f"answered since the earlier run (by user {agent.user_id}); nothing to do")
             calls[conversation_id] = call_in(conversation, None, plan)
         except NoLiveCall as exc:
             calls[conversation_id].skip(str(exc))
@@ -2610,6 +2648,9 @@ def write_attributes(org: Org, call: Call) -> None:
                 path={"conversationId": call.conversation_id, "participantId": call.customer_id},
                 body={"attributes": dict(call.plan.attributes)})
         call.data_written = True
+    except MaybeApplied as exc:  # no clear answer, then no more tries: the data may be there
+        call.data_written, call.cut_short = True, exc.stopped is not None
+        raise
     except (TransferRefused, NoLiveCall) as exc:
         gone = why_not_waiting(org, call) if call.purpose == "acd" else None
         if gone:
@@ -2641,6 +2682,10 @@ def change_routing(org: Org, call: Call, confirm_live: bool) -> None:
                                   f"({json.dumps(routing)})")
         call.routing = "applied"
         call.verified = call.verified or not call.move  # in place, the change is what was to be verified
+        return
+    except MaybeApplied as exc:  # no clear answer, then no more tries: it may stand
+        call.routing, call.routing_reason, call.error = "unknown", str(exc), exc
+        call.cut_short = call.cut_short or exc.stopped is not None
         return
     except (AuthError, Unavailable, Stopped) as exc:  # nothing to learn from reading the call
         error: TransferCallError = exc
@@ -3039,7 +3084,8 @@ def format_check(rows: list[dict[str, str]], as_json: bool) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     variables = "\n".join(f"  {name:<24}{meaning}" for name, meaning in ENV_VARS.items())
     parser = argparse.ArgumentParser(
-        prog="transfer_call.py", allow_abbrev=False,  # a typo of one flag must not be taken for another  # a fixed width: --help reads the same in every terminal, and as in the README
+        prog="transfer_call.py", allow_abbrev=False,  # a typo of one flag must not be taken for another
+        # a fixed width: --help reads the same in every terminal, and as in the README
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=100),
         description="Blind-transfer a live Genesys Cloud voice call to another queue and verify it landed.",
         epilog=f"""\

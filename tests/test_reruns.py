@@ -657,3 +657,44 @@ def test_an_undo_right_after_a_move_not_applied_yet_waits_for_it(run_inprocess, 
 
     assert undo.code == 6, undo.err  # not "already back": the move has not happened yet
     assert len(org.transfers) == 1
+
+
+# --- found by the last review ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("change", ["routing", "participant data"])
+def test_a_change_whose_answers_were_lost_until_the_budget_ran_out_is_exit_8(scenario, run_inprocess,
+                                                                             change: str) -> None:
+    org = scenario.org
+    if change == "routing":
+        org.inject("PATCH", "/api/v2/routing/conversations/", 503, process=True, times=None)
+        argv = ("--conversation-id", scenario.waiting_call, "--priority", "7")
+    else:
+        org.inject("PATCH", "/attributes", 503, process=True, times=None)
+        argv = ("--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing, "--attribute", "k=v")
+
+    result = run_inprocess(org, *argv, "--json", "--retry-budget", "1")
+
+    assert result.code == 8, result.err  # it may have been applied: not "nothing was changed"
+    [record] = last_by_call(result.out).values()
+    assert record["status"] in ("unknown", "failed")
+    assert "may have been applied" in f"{record.get('reason')} {record.get('routingReason')}"
+    if change == "routing":
+        assert record["routing"] == "unknown" and org.routing_of(scenario.waiting_call)["priority"] == 7
+    else:
+        assert org.attributes_of(scenario.waiting_call) == {"k": "v"} and org.transfers == []
+
+
+def test_a_rerun_on_lines_does_not_take_a_call_an_agent_answered_since(scenario, run_inprocess, tmp_path) -> None:
+    org = scenario.org
+    call = scenario.waiting_call
+    [leg] = org.live_participants(call, "acd")
+    lines = tmp_path / "stopped.txt"
+    lines.write_text(f"not-sent {call} participant {leg['id']} from queue {scenario.support} to queue "
+                     f"{scenario.billing} (not moved): not sent: stopped by SIGINT\n")
+    org.answer(call, scenario.agent)  # answered where it waited, after the stopped run
+
+    result = run_inprocess(org, "--conversations-file", str(lines), "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"skipped {call}") and "answered since the earlier run" in result.out
+    assert org.transfers == [] and len(org.live_participants(call, "agent")) == 1
