@@ -768,6 +768,12 @@ def is_scheduled(participant: Any) -> bool:
     return any(callback.state == "scheduled" for callback in participant.callbacks or [])
 
 
+def transfer_pending(conversation: Any) -> bool:
+    """The conversation lists a transfer not applied yet (recentTransfers; whether queue transfers show there is
+    unverified)."""
+    return any(transfer.state in ("Pending", "Active") for transfer in conversation.recent_transfers or [])
+
+
 def is_held(participant: Any) -> bool:
     return any(call.held for call in participant.calls or [] if call.state == "connected")
 
@@ -2209,8 +2215,7 @@ def transfer_effect(conversation: Any, call: Call) -> str:
         return "landed, then ended" if any(p.id != call.participant_id and p.id not in call.known_legs
                                            and p.queue_id == call.queue_id for p in participants) else "ended"
     if any(p.id == call.participant_id and is_live(p) for p in participants):
-        pending = any(t.state in ("Pending", "Active") for t in conversation.recent_transfers or [])
-        return "pending" if pending else "waiting"
+        return "pending" if transfer_pending(conversation) else "waiting"
     if any(p.purpose == "agent" and is_connected(p) and p.id not in call.known_legs for p in participants):
         return "answered"
     return describe_participants(conversation)
@@ -2348,6 +2353,12 @@ def make_plan(org: Org, settings: Settings) -> Plan:
                 verify=settings.wait > 0, undo=settings.undo)
 
 
+def hold_back(call: Call, why: str, then: str = ", or run again in a moment") -> None:
+    """Send nothing for a call an earlier transfer of which may not be applied yet: a second could move it twice."""
+    call.fail(f"{why}; nothing was sent: look at the call{then}",
+              Unavailable(f"conversation {call.conversation_id}: a transfer is pending"))
+
+
 def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     """The calls to act on, from the selector the settings name: one call, a queue, a list, or an earlier run's moves.
 
@@ -2375,10 +2386,9 @@ def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                 call.skip(f"already waiting in queue {where}; nothing to do")
         elif not call.decided and call.move and not call.scheduled and call.journal_key in journal:
             moment = dt.datetime.fromtimestamp(journal[call.journal_key]).strftime("%H:%M:%S")
-            call.fail(f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still there: "
-                      "that transfer is not applied yet, or its answer was lost; nothing was sent: look at the call "
-                      f"(this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)",
-                      Unavailable(f"conversation {call.conversation_id}: a transfer is pending"))
+            hold_back(call, f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still "
+                      "there: that transfer is not applied yet, or its answer was lost",
+                      then=f" (this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)")
     chosen = {id(call) for call in [call for call in calls if not call.decided][:settings.limit]}
     return [call for call in calls if call.decided or id(call) in chosen]
 
@@ -2416,12 +2426,9 @@ def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
     if leg is None and call.move and chosen.purpose == "agent" and chosen.queue_id == call.queue_id:
         call.skip(f"already answered from queue {call.queue_name or call.queue_id} (by user {chosen.user_id}); "
                   "nothing to do")
-    elif call.move and not (chosen.purpose == "acd" and chosen.queue_id == call.queue_id) and any(
-            t.state in ("Pending", "Active") for t in conversation.recent_transfers or []):
-        # Another run's transfer (or an agent's) not applied yet: a second one could move the call twice.
-        call.fail("a transfer of this call is still pending (an earlier or another run's?); nothing was sent: look "
-                  "at the call, or run again in a moment", Unavailable(f"conversation {conversation.id}: a transfer "
-                                                                      "is pending"))
+    elif call.move and not (chosen.purpose == "acd" and chosen.queue_id == call.queue_id) and \
+            transfer_pending(conversation):  # another run's transfer (or an agent's), not applied yet
+        hold_back(call, "a transfer of this call is still pending (an earlier or another run's?)")
     return call
 
 
@@ -2484,11 +2491,9 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                     media=record.media if leg is None else media_of(leg), scheduled=leg is not None and is_scheduled(leg))
         if record.undo:  # its last line is an undo's own: it was put back already
             call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
-        elif leg is not None and (call.journal_key in journal and not call.scheduled or any(
-                t.state in ("Pending", "Active") for t in conversation.recent_transfers or [])):
-            call.fail("a transfer of this call is still pending (the move being undone, or an undo); nothing was "
-                      "sent: run again in a moment", Unavailable(f"conversation {record.conversation_id}: a transfer "
-                                                                 "is pending"))
+        elif leg is not None and (call.journal_key in journal and not call.scheduled or
+                                  transfer_pending(conversation)):
+            hold_back(call, "a transfer of this call is still pending (the move being undone, or an undo)")
         elif isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
             call.skip("the call has ended since it was moved")
         elif record.from_queue_id is None:
