@@ -89,6 +89,10 @@ PAGE_SIZE = 100              # the details query's largest page
 PROGRESS_EVERY = 2.0         # seconds between progress lines of a bulk run
 VERIFY_EVERY = 10.0          # seconds between checks of a bulk run's moved calls while it still sends
 RATE_WINDOW = 60.0           # Genesys counts its request limit per minute
+LISTING_EVERY = 60.0         # --follow: seconds between listings of the source queue, for the events missed
+POLLING_EVERY = 10.0         # --follow without events (no channel, or its socket down): seconds between listings
+HEARTBEAT = 30.0             # Genesys' WebSocket heartbeat period: silence for twice this is a dead socket
+RECONNECT_MAX = 30.0         # --follow: most seconds between two attempts to reconnect the event socket
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
 SDK_PACKAGE = "PureCloudPlatformClientV2"
@@ -123,6 +127,9 @@ OPERATIONS = {
     "get_routing_skills": ("GET", "/api/v2/routing/skills", "SkillEntityListing"),
     "get_routing_language": ("GET", "/api/v2/routing/languages/{languageId}", "Language"),
     "get_routing_languages": ("GET", "/api/v2/routing/languages", "LanguageEntityListing"),
+    "post_notifications_channels": ("POST", "/api/v2/notifications/channels", "Channel"),
+    "put_notifications_channel_subscriptions": (
+        "PUT", "/api/v2/notifications/channels/{channelId}/subscriptions", "ChannelTopicEntityListing"),
 }
 # What a command can name, by id or by name: kind -> (read one, its id's path parameter, list by
 # name, whether only active ones count: a call cannot be routed on an inactive skill or language).
@@ -321,6 +328,7 @@ class Settings:
     source: str | None = None                 # the file the list or the records came from
     output: str | None = None                 # --output: a file the result lines are appended to
     waiting_over: float | None = None         # --waiting-over, seconds
+    follow: float | None = None               # --follow, seconds: also move the calls that arrive for this long
     media: tuple[str, ...] = ("voice",)       # --media: what --from-queue moves
     limit: int | None = None
     yes: bool = False
@@ -536,11 +544,22 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     if args.media is not None and "from_queue" not in values:
         problems.append("--media goes with --from-queue (a conversation named by id or in a list is acted on as "
                         "what it is)")
-    waiting_over = None
+    waiting_over = follow = None
     if args.waiting_over is not None:
-        waiting_over = parse_duration(args.waiting_over, problems)
+        waiting_over = parse_duration("--waiting-over", args.waiting_over, problems)
         if "from_queue" not in values:
             problems.append("--waiting-over goes with --from-queue")
+    if args.follow is not None:
+        follow = parse_duration("--follow", args.follow, problems)
+        if follow == 0:
+            problems.append("--follow 0 would never end by itself: give how long to follow the queue, e.g. 45m")
+        if "from_queue" not in values:
+            problems.append("--follow goes with --from-queue")
+        clashes = [flag for flag, given in (("--dry-run", args.dry_run), ("--waiting-over", args.waiting_over),
+                                            ("--limit", args.limit), ("--check", args.check)) if given]
+        if clashes:
+            problems.append(f"--follow cannot go with {' or '.join(clashes)}: it moves every call that waits or "
+                            "arrives; look first with --dry-run (without --follow)")
 
     def seconds(flag: str, flag_value: str | None, name: str | None, default: float, minimum: float) -> float:
         label, text = (flag, flag_value) if flag_value is not None or name is None else (name, variable(name))
@@ -578,7 +597,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check,
                     priority=priority, skills=skills, language=language, attributes=attributes, caller=caller,
                     listed=listed, undo="undo" in values, source=source, waiting_over=waiting_over, media=media,
-                    output=args.output)
+                    output=args.output, follow=follow)
 
 
 def parse_caller(label: str, text: str, problems: list[str]) -> str | None:
@@ -599,11 +618,11 @@ def parse_caller(label: str, text: str, problems: list[str]) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def parse_duration(text: str, problems: list[str]) -> float | None:
+def parse_duration(flag: str, text: str, problems: list[str]) -> float | None:
     """Seconds from 90, 90s, 15m or 1h."""
     match = DURATION.fullmatch(text.strip().lower())
     if not match:
-        problems.append(f"--waiting-over {text!r} must be a duration such as 90, 90s, 15m or 1h")
+        problems.append(f"{flag} {text!r} must be a duration such as 90, 90s, 15m or 1h")
         return None
     return float(match.group(1)) * UNITS[match.group(2)]
 
@@ -867,6 +886,13 @@ def iso(moment: dt.datetime) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def duration(seconds: float) -> str:
+    """2h, 45m, 1h30m, 90s: a --follow window as people write it."""
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
 
 
 def details_query(dimensions: Mapping[str, str], now: dt.datetime, *, order: str, page: int = 1,
@@ -1196,6 +1222,7 @@ class Report:
         self.moved_media: collections.Counter[str] = collections.Counter()
         self.verified = 0
         self.total = 0
+        self.following = False         # --follow: no count of calls is known ahead; Follow logs progress a minute
         self.changed = False           # something in the org was (or may have been) changed
         self.requests_before = 0  # requests sent before the calls were (lookups, listing)
         self.bar: Any = None      # the live progress line on a terminal (tqdm)
@@ -1267,7 +1294,7 @@ class Report:
     def tick(self) -> None:
         """Called while a bulk run sends: without a live line, a progress log line every PROGRESS_EVERY seconds."""
         with self._lock:
-            if self.bar is None and self.total > 1 and time.monotonic() - max(self._logged, self.started) \
+            if self.bar is None and self.total > 1 and not self.following and time.monotonic() - max(self._logged, self.started) \
                     >= PROGRESS_EVERY:
                 self._logged = time.monotonic()
                 log.info("%s", self.progress())
@@ -1276,7 +1303,7 @@ class Report:
     def sending(self) -> Iterator[None]:
         """While calls are sent: on a terminal, one live progress line (tqdm) instead of log lines every 2 s."""
         stderr = sys.stderr
-        if self.total <= 1 or stderr is None or not stderr.isatty() or not terminal_width(stderr):
+        if self.total <= 1 or self.following or stderr is None or not stderr.isatty() or not terminal_width(stderr):
             yield
             return
         tqdm = import_dependency("tqdm")
@@ -2359,7 +2386,7 @@ def hold_back(call: Call, why: str, then: str = ", or run again in a moment") ->
               Unavailable(f"conversation {call.conversation_id}: a transfer is pending"))
 
 
-def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
+def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, str | None] | None = None) -> list[Call]:
     """The calls to act on, from the selector the settings name: one call, a queue, a list, or an earlier run's moves.
 
     Calls that need nothing (already where asked with nothing else to set, with an agent already,
@@ -2367,8 +2394,8 @@ def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     back decided, as `skipped` with the reason. Unless it is a dry run, the run holds this
     machine's lock on the calls it may act on from here on (Org.lock).
     """
-    if settings.from_queue:
-        calls = list_source_queue(org, settings, plan)
+    if source is not None:
+        calls = list_source_queue(org, settings, plan, source)
     else:
         if settings.listed and not settings.dry_run:
             org.lock("the calls listed in files (--conversations-file, --undo)")
@@ -2384,13 +2411,21 @@ def select_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                 call.move, call.reason = False, f"already waiting in queue {where}"
             else:
                 call.skip(f"already waiting in queue {where}; nothing to do")
-        elif not call.decided and call.move and not call.scheduled and call.journal_key in journal:
-            moment = dt.datetime.fromtimestamp(journal[call.journal_key]).strftime("%H:%M:%S")
-            hold_back(call, f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still "
-                      "there: that transfer is not applied yet, or its answer was lost",
-                      then=f" (this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)")
+        elif not call.decided:
+            held_by_journal(call, journal)
     chosen = {id(call) for call in [call for call in calls if not call.decided][:settings.limit]}
     return [call for call in calls if call.decided or id(call) in chosen]
+
+
+def held_by_journal(call: Call, journal: Mapping[str, float]) -> bool:
+    """Hold the call back (True) if a run on this machine sent a transfer of its very leg within JOURNAL_WINDOW."""
+    if not call.move or call.scheduled or call.journal_key not in journal:
+        return False
+    moment = dt.datetime.fromtimestamp(journal[call.journal_key]).strftime("%H:%M:%S")
+    hold_back(call, f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still "
+              "there: that transfer is not applied yet, or its answer was lost",
+              then=f" (this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)")
+    return True
 
 
 def customer_leg(conversation: Any) -> str | None:
@@ -2508,12 +2543,8 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
     return calls
 
 
-def list_source_queue(org: Org, settings: Settings, plan: Plan) -> list[Call]:
-    """Every call of --media analytics shows waiting in --from-queue (longer than --waiting-over), oldest first.
-
-    Callbacks are read live too: whether one is scheduled (moved by PATCH) or routed (replaced)
-    shows there only.
-    """
+def source_queue(org: Org, settings: Settings, plan: Plan) -> tuple[str, str | None]:
+    """--from-queue's (id, name; None when given by id and not looked up), locked for this run unless a dry run."""
     source_is_id = is_uuid(settings.from_queue)
     source_id, source_name = queue_to_use(org, settings.from_queue if source_is_id else None,
                                           None if source_is_id else settings.from_queue, settings.dry_run)
@@ -2522,6 +2553,16 @@ def list_source_queue(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                          "choose another target")
     if not settings.dry_run:
         org.lock(f"queue {source_id}")
+    return source_id, source_name
+
+
+def list_source_queue(org: Org, settings: Settings, plan: Plan, source: tuple[str, str | None]) -> list[Call]:
+    """Every call of --media analytics shows waiting in the source queue (longer than --waiting-over), oldest first.
+
+    Callbacks are read live too: whether one is scheduled (moved by PATCH) or routed (replaced)
+    shows there only. Raises NoLiveCall when none waits, unless the run follows the queue.
+    """
+    source_id, source_name = source
     now = dt.datetime.now(dt.timezone.utc)
     listed = sorted(list_waiting_calls(org, source_id, settings.media), key=lambda w: w.waiting_since or now)
     if settings.waiting_over is not None:
@@ -2545,13 +2586,296 @@ def list_source_queue(org: Org, settings: Settings, plan: Plan) -> list[Call]:
         call.scheduled = leg is not None and is_scheduled(leg)
         if call.scheduled and settings.waiting_over is not None:
             call.skip("a scheduled callback, not due yet: it has not waited")
-    if all(call.skipped for call in calls):
+    if all(call.skipped for call in calls) and not settings.follow:
         if source_name is None:  # not looked up: is it empty, or not a queue at all?
             source_name = resolve_queue(org, source_id, None)[1]
         waiting = "are waiting" if settings.waiting_over is None else f"have waited over {settings.waiting_over:g}s"
         what = " or ".join({"voice": "voice calls", "callback": "callbacks"}[medium] for medium in settings.media)
         raise NoLiveCall(f"no {what} {waiting} in queue {source_name} ({source_id})")
     return calls
+
+
+# --- --follow: the calls that arrive while the run lasts --------------------------------------
+
+class FollowUnavailable(TransferCallError):
+    """Queue events cannot be had (a topic rejected, the WebSocket refused): the run follows by listing."""
+
+
+class SocketDead(Exception):
+    """The event socket was silent for longer than two heartbeats."""
+
+
+def parse_time(text: Any) -> dt.datetime | None:
+    """An ISO 8601 time from an event body (2026-11-27T10:31:02.123Z), or None."""
+    try:
+        return dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def event_leg(body: Mapping[str, Any], queue_id: str) -> Mapping[str, Any] | None:
+    """The queue leg an event's conversation shows live in queue_id, with no agent on the call; None otherwise.
+
+    The event body is the conversation with flat participants (QueueConversationCallEventTopicCall
+    Conversation: id, purpose, state, queue {id}, startTime, endTime): a hint, not a fact. Genesys
+    refuses to transfer a leg that has ended, so acting on the event's leg never takes a call
+    from an agent: an agent's leg is never the one sent.
+    """
+    participants = body.get("participants") or []
+
+    def live(p: Mapping[str, Any]) -> bool:
+        return not p.get("endTime") and p.get("state") not in ENDED_CALL_STATES
+
+    if any(p.get("purpose") == "agent" and live(p) for p in participants):
+        return None
+    return next((p for p in participants if p.get("purpose") == "acd" and live(p)
+                 and (p.get("queue") or {}).get("id") == queue_id), None)
+
+
+class Follow:
+    """--follow: the calls that arrive in the source queue until the window ends, handed to send_calls as they come.
+
+    Arrivals come from the Notifications API: a channel subscribed to the queue's topics, and a
+    WebSocket read by a thread of its own (listen). An event is a hint: a voice call is acted on
+    by the event's own queue leg when it is live in the source queue with no agent on the call
+    (Genesys refuses to transfer an ended leg); a callback is read live first, as a listing
+    does. A listing of the queue runs every LISTING_EVERY s and right after each (re)connect, so
+    a missed event costs at most that; while there is no socket, every POLLING_EVERY s. A
+    conversation is taken once in a run however many events or listings name it; a leg this
+    machine's journal holds back waits for a later look.
+    """
+
+    def __init__(self, org: Org, settings: Settings, plan: Plan, source: tuple[str, str | None], stop: Stop,
+                 report: Report) -> None:
+        import queue
+
+        self.org, self.settings, self.plan, self.stop, self.report = org, settings, plan, stop, report
+        self.source = source
+        self.ends = time.monotonic() + (settings.follow or 0.0)
+        self.taken: set[str] = set()              # conversations this run acted on, or decided: never again
+        self.held: dict[str, Call] = {}           # held back by the journal when last seen: looked at again later
+        self.calls: list[Call] = []               # the calls the window added
+        self.hints: queue.SimpleQueue[tuple[str, Mapping[str, Any]]] = queue.SimpleQueue()  # (media, event body)
+        self.topics = {f"v2.routing.queues.{source[0]}.conversations.{'calls' if medium == 'voice' else 'callbacks'}":
+                       medium for medium in settings.media}
+        self.list_now = threading.Event()         # set on every (re)connect: a listing runs next
+        self.connected = False
+        self.last_event: dt.datetime | None = None
+        self.waiting = 0                          # calls the last listing found waiting
+        self.next_listing = self.said_at = time.monotonic()
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self.listen, name="transfer_call events", daemon=True)
+
+    def start(self, calls: list[Call]) -> None:
+        self.taken.update(call.conversation_id for call in calls)
+        self.next_listing = time.monotonic() + POLLING_EVERY
+        self.thread.start()
+
+    def close(self) -> list[Call]:
+        """End the window: the listener stops; the calls still held back get their lines (returned)."""
+        self.closed.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=5.0)
+        for call in self.held.values():
+            self.report.call(call)
+        return list(self.held.values())
+
+    @property
+    def over(self) -> bool:
+        return self.stop.is_set() or time.monotonic() >= self.ends
+
+    def more(self, timeout: float) -> list[Call] | None:
+        """The calls that arrived since the last look, waiting up to `timeout` s for one; None once the window is over."""
+        if self.over:
+            return None
+        now = time.monotonic()
+        if self.list_now.is_set() or now >= self.next_listing:
+            self.list_now.clear()
+            self.next_listing = now + (LISTING_EVERY if self.connected else POLLING_EVERY)
+            found = self.listing()
+        else:
+            found = self.arrivals(min(timeout, self.next_listing - now, self.ends - now))
+        journal = self.org.journal() if found else {}
+        fresh = []
+        for call in found:
+            if call.conversation_id in self.taken:
+                continue
+            if held_by_journal(call, journal):  # another run's transfer of this leg may still apply
+                self.held[call.conversation_id] = call
+                continue
+            self.held.pop(call.conversation_id, None)
+            self.taken.add(call.conversation_id)
+            fresh.append(call)
+        self.calls += fresh
+        return fresh
+
+    def listing(self) -> list[Call]:
+        """The calls waiting in the source queue now (list_source_queue), and a progress line a minute."""
+        try:
+            calls = [call for call in list_source_queue(self.org, self.settings, self.plan, self.source)
+                     if not call.decided]
+        except Stopped:
+            return []
+        except TransferCallError as exc:  # the next listing may do better; the calls already moved stay moved
+            log.warning("listing queue %s failed (%s); trying again in %gs", self.where, exc, POLLING_EVERY)
+            return []
+        self.waiting = len(calls)
+        self.held = {cid: call for cid, call in self.held.items() if cid in {c.conversation_id for c in calls}}
+        if time.monotonic() - self.said_at >= LISTING_EVERY:
+            self.said_at = time.monotonic()
+            log.info("%s", self.progress())
+        return calls
+
+    @property
+    def where(self) -> str:
+        return self.source[1] or self.source[0]
+
+    def progress(self) -> str:
+        left = max(0.0, self.ends - time.monotonic())
+        seen = f"last event {self.last_event.astimezone().strftime('%H:%M:%S')}" if self.last_event else "no event yet"
+        how = "events" if self.connected else f"listing every {POLLING_EVERY:g}s"
+        return (f"following queue {self.where} ({how}), {left / 60:.0f} min left: moved {len(self.report.moved)} so "
+                f"far ({self.report.verified} verified), {self.waiting} waiting now, {seen}")
+
+    def arrivals(self, timeout: float) -> list[Call]:
+        """The calls the events received within `timeout` s show waiting in the source queue."""
+        import queue
+
+        try:
+            hints = [self.hints.get(timeout=max(0.0, timeout))]
+        except queue.Empty:
+            return []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                hints.append(self.hints.get_nowait())
+        calls: dict[str, Call] = {}
+        target = (self.source[0], self.source[1]) if self.plan.in_place else (self.plan.queue_id, self.plan.queue_name)
+        for medium, body in hints:
+            leg, conversation_id = event_leg(body, self.source[0]), str(body.get("id"))
+            if leg is None or conversation_id in self.taken or conversation_id in calls:
+                continue
+            if medium == "callback":  # scheduled or routed shows on the live conversation only
+                with contextlib.suppress(NoLiveCall, Stopped):
+                    conversation = self.org.conversation(conversation_id)
+                    waiting = waiting_leg(conversation)
+                    call = call_in(conversation, waiting, self.plan) if waiting is not None and \
+                        waiting.queue_id == self.source[0] else None
+                    if call is not None and not call.decided:
+                        calls[conversation_id] = call
+                continue
+            participants = body.get("participants") or []
+            starts = [moment for p in participants if (moment := parse_time(p.get("startTime")))]
+            calls[conversation_id] = Call(
+                conversation_id, leg["id"], "acd", None, self.source[0], *target,
+                waiting_since=parse_time(leg.get("connectedTime") or leg.get("startTime")),
+                customer_id=next((p["id"] for p in participants if p.get("purpose") in ("customer", "external")
+                                  and not p.get("endTime")), None),
+                known_legs=frozenset(p["id"] for p in participants), conversation_start=min(starts, default=None),
+                move=not self.plan.in_place, plan=self.plan)
+        return list(calls.values())
+
+    # --- the listener thread ---
+
+    def listen(self) -> None:
+        """Keep a socket open on a channel subscribed to the source queue's topics until the window ends.
+
+        A dropped or silent socket is reconnected with backoff (the channel kept); one Genesys
+        closes for maintenance (v2.system.socket_closing) at once. The channel is subscribed again
+        at half its life, which extends it. When the channel cannot be had (a topic rejected, the
+        WebSocket refused), it says so once and the run follows by listing every POLLING_EVERY s.
+        """
+        channel, attempt = None, 0
+        while not (self.closed.is_set() or self.over):
+            try:
+                channel = channel or self.open_channel()
+                self.read(channel)  # returns when Genesys closes the socket for maintenance
+                attempt = 0
+            except Stopped:
+                return
+            except (FollowUnavailable, AuthError) as exc:  # it would be so again: say it once
+                log.warning("following queue %s by listing it every %gs, not by events: %s", self.where,
+                            POLLING_EVERY, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - a dropped socket or a failed request: try again, listing meanwhile
+                self.connected = False
+                self.next_listing = min(self.next_listing, time.monotonic() + POLLING_EVERY)
+                if isinstance(exc, TransferCallError):
+                    channel = None  # the channel's requests failed: a new one next time
+                attempt += 1
+                delay = min(RECONNECT_MAX, 2.0 ** (attempt - 1))
+                log.warning("the event socket failed (%s); connecting again in %.0fs, listing queue %s every %gs "
+                            "meanwhile", str(exc) or type(exc).__name__, delay, self.where, POLLING_EVERY)
+                self.closed.wait(delay)
+        self.connected = False
+
+    def open_channel(self) -> types.SimpleNamespace:
+        """A notification channel subscribed to the source queue's topics (calls, callbacks: as --media says)."""
+        channel = self.org.api("opening a notification channel", "post_notifications_channels")
+        uri = channel.connect_uri or ""
+        parts, api = urllib.parse.urlsplit(uri), urllib.parse.urlsplit(self.org.base_url)
+        # The socket's host is the org's: streaming.<domain> for api.<domain>, or the API host itself (a test org).
+        allowed = {f"wss://streaming.{api.netloc.removeprefix('api.')}",
+                   f"{'wss' if api.scheme == 'https' else 'ws'}://{api.netloc}"}
+        if f"{parts.scheme}://{parts.netloc}" not in allowed:
+            raise FollowUnavailable(f"the channel's socket is on {parts.scheme}://{parts.netloc}, which is not this "
+                                    "org's")
+        namespace = types.SimpleNamespace(id=channel.id, uri=uri)
+        self.subscribe(namespace, channel.expires)
+        return namespace
+
+    def subscribe(self, channel: types.SimpleNamespace, expires: dt.datetime | None = None) -> None:
+        """Subscribe the channel to the topics (again: that extends its life); FollowUnavailable if one is rejected."""
+        answer = self.org.api("subscribing to the queue's events", "put_notifications_channel_subscriptions",
+                              path={"channelId": channel.id}, body=[{"id": topic} for topic in self.topics])
+        for topic in answer.entities or []:
+            if topic.state != "Permitted":
+                missing = f"; missing permissions: {', '.join(topic.missing_permissions)}" \
+                    if topic.missing_permissions else ""
+                raise FollowUnavailable(f"topic {topic.id} was {topic.state or 'not permitted'} "
+                                        f"({topic.rejection_reason or 'no reason given'}{missing})")
+        now = dt.datetime.now(dt.timezone.utc)
+        life = (expires - now).total_seconds() if expires else getattr(channel, "life", 86400.0)
+        channel.life, channel.renew_at = life, time.monotonic() + life / 2
+
+    def read(self, channel: types.SimpleNamespace) -> None:
+        """Read the channel's socket until the window ends or Genesys closes it for maintenance; raise when it fails."""
+        httpx_ws = import_dependency("httpx_ws")
+        url = re.sub(r"^ws", "http", channel.uri)  # httpx speaks http(s); the upgrade makes it a WebSocket
+        try:
+            with httpx_ws.connect_ws(url, self.org.transport.client, keepalive_ping_interval_seconds=None) as ws:
+                self.connected = True
+                self.list_now.set()  # what arrived while no socket was open
+                self.receive(ws, channel)
+        except httpx_ws.WebSocketUpgradeError as exc:
+            raise FollowUnavailable(f"the WebSocket to {urllib.parse.urlsplit(url).netloc} was refused (HTTP "
+                                    f"{exc.response.status_code}; a proxy or firewall?)") from None
+        finally:
+            self.connected = False
+
+    def receive(self, ws: Any, channel: types.SimpleNamespace) -> None:
+        """Hand each queue event to `hints`; return on socket_closing; raise SocketDead after two heartbeats' silence."""
+        import queue
+
+        heard = time.monotonic()
+        while not (self.closed.is_set() or self.over):
+            if time.monotonic() >= channel.renew_at:
+                self.subscribe(channel)
+            try:
+                text = ws.receive_text(timeout=1.0)
+            except queue.Empty:
+                if time.monotonic() - heard > 2 * HEARTBEAT:
+                    raise SocketDead(f"no heartbeat for {2 * HEARTBEAT:g}s") from None
+                continue
+            heard = time.monotonic()
+            with contextlib.suppress(ValueError):
+                message = json.loads(text)
+                topic = message.get("topicName") if isinstance(message, dict) else None
+                if topic == "v2.system.socket_closing":
+                    log.info("Genesys is closing the event socket for maintenance; opening a new one")
+                    return
+                if topic in self.topics and isinstance(message.get("eventBody"), dict):
+                    self.last_event = dt.datetime.now(dt.timezone.utc)
+                    self.hints.put((self.topics[topic], message["eventBody"]))
 
 
 def plan_requests(call: Call) -> list[str]:
@@ -2736,7 +3060,8 @@ def why_not_waiting(org: Org, call: Call) -> str | None:
     return None if queue_routing_data(conversation) is not None else "no longer in a queue"
 
 
-def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, report: Report) -> None:
+def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, report: Report,
+               follow: Follow | None = None) -> None:
     """Act on each call, `concurrency` at a time, and verify; report each fact about a call as soon as it is known.
 
     One call is watched live (wait_for_transfer), its routing then changed and confirmed on the
@@ -2748,7 +3073,8 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
     the end of --wait after; calls analytics does not show are read live on the same schedule
     when its read fails, and once each at the end. Each call seen gets its routing change then,
     confirmed by the PATCH's answer (no extra read per call). A stop (signal) lets the requests
-    in flight finish and sends nothing more.
+    in flight finish and sends nothing more. With `follow`, the calls that arrive join the batch as
+    they come, until its window ends.
     """
     import concurrent.futures
 
@@ -2776,14 +3102,23 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
         halt_on(call)
         report.call(call)
 
-    while todo and (len(calls) == 1 or todo[0].plan.routing) and not stop.is_set():
+    def arrived(timeout: float) -> bool:
+        """Add the calls that arrived (waiting up to `timeout` s for one) to todo; False once the window is over."""
+        more = follow.more(timeout) if follow is not None else None
+        todo.extend(more or [])
+        return more is not None
+
+    probing = (follow.plan if follow else calls[0].plan).routing or len(calls) == 1 and follow is None
+    while probing and not stop.is_set() and (todo or arrived(POLL_INTERVAL)):
+        if not todo:
+            continue
         call = todo.pop(0)  # one at a time, watched live, until a routing change went through
         guarded(watched, call)
         if call.routing == "failed" and call.error is not None:
             stop.halt(call.error)
         if call.routing == "applied":
             break
-    if not todo or stop.is_set():
+    if stop.is_set() or not todo and (follow is None or follow.over):
         return
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
@@ -2845,17 +3180,21 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
             stop.wait(pause)  # ends at once on a signal
             pause = min(pause * 2, 4.0)
 
-    for call in todo:
-        submit(work, call)
+    following = follow is not None
     last_check, announced = time.monotonic(), False
     try:
         while True:
-            _, running = concurrent.futures.wait(list(futures), timeout=0.2)
+            for call in todo:
+                submit(work, call)
+            todo.clear()
+            following = following and arrived(0.2)
+            futures[:] = [future for future in futures if not future.done()]
+            _, running = concurrent.futures.wait(list(futures), timeout=0 if follow else 0.2)
             report.tick()
             if stop.signalled and not announced:
                 announced = True
                 log.warning("%s: sending nothing more; waiting for the requests in flight", stop.reason)
-            if not running:
+            if not running and not following:
                 break
             since = time.monotonic() - last_check
             if awaiting and (since >= VERIFY_EVERY or (len(awaiting) >= PAGE_SIZE and since >= VERIFY_EVERY / 5)):
@@ -2909,8 +3248,10 @@ def landed_or_ended(org: Org, call: Call) -> bool:
 def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     """Select the calls, plan, send them paced, verify, and report: the one pipeline of every mode."""
     plan = make_plan(org, settings)
-    calls = select_calls(org, settings, plan)
-    report.total, report.started = len(calls), time.monotonic()
+    source = source_queue(org, settings, plan) if settings.from_queue else None
+    calls = select_calls(org, settings, plan, source)
+    follow = Follow(org, settings, plan, source, stop, report) if settings.follow and source else None
+    report.total, report.started, report.following = len(calls), time.monotonic(), follow is not None
     for call in calls:
         if call.decided:
             report.call(call)
@@ -2929,6 +3270,9 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     if todo and not settings.single:
         confirm_bulk(len(todo), f"{verb} {what}", settings)
         log.info("%s %s, %d at a time", verb[:-1] + "ing", what, min(settings.concurrency, len(todo)))
+    if follow is not None:
+        log.info("then following queue %s for %s: moving each call that arrives", follow.where,
+                 duration(settings.follow))
     elif todo:
         call = todo[0]
         log.info("%s conversation %s participant %s (%s)%s", "transferring" if call.move else "changing",
@@ -2937,10 +3281,16 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     report.requests_before = org.requests_sent
     try:
         stop.preparing = False  # from here a signal lets the requests in flight finish
-        if todo and not stop.is_set():
+        if follow is not None:
+            follow.start(calls)
+        if (todo or follow) and not stop.is_set():
             with report.sending():
-                send_calls(org, todo, settings, stop, report)
+                send_calls(org, todo, settings, stop, report, follow)
     finally:
+        if follow is not None:
+            calls += follow.close()
+            todo += follow.calls
+            calls += follow.calls
         for call in todo:
             if not call.sent and not call.reported:
                 call.cut_short = stop.signalled
@@ -3142,6 +3492,8 @@ the environment replaces the .env file the same way):
     bulk = parser.add_argument_group("many calls (--from-queue, --conversations-file, --undo)")
     bulk.add_argument("--waiting-over", metavar="DURATION", help="with --from-queue: only the calls waiting longer "
                       "than this (90, 90s, 15m, 1h)")
+    bulk.add_argument("--follow", metavar="DURATION", help="with --from-queue: then keep moving the calls that arrive "
+                      "there, for this long (45m, 2h), as events tell of them")
     bulk.add_argument("--media", metavar="LIST", help="with --from-queue: what moves, voice (the default) and/or "
                       "callback, e.g. voice,callback")
     bulk.add_argument("--limit", type=int, metavar="N", help="act on at most N calls, oldest first")
@@ -3213,6 +3565,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_check(org, settings, report)
         calls = run(org, settings, report, stop)
         code, message = exit_status(calls, stop)
+        if settings.follow and stop.signalled and code == ExitCode.OK:  # the window was cut short
+            changed = any(call.changed for call in calls)
+            code = ExitCode.PARTIAL if changed else stop.exit_code
+            message = "the calls that arrive from now on are not moved: run it again to go on following" + (
+                "; what was moved is on the result lines" if changed else "; nothing was changed")
         if stop.signalled and code != ExitCode.OK:
             log.error("%s (%s); %s", stop.reason, report.tally(), message or "nothing was changed; run it again")
         elif message:

@@ -38,9 +38,11 @@ import http.server
 import json
 import math
 import os
+import queue
 import random
 import re
 import secrets
+import socket
 import threading
 import time
 import urllib.parse
@@ -99,6 +101,10 @@ CALLBACK_NOT_A_CALL = ("bad.request", "The participant is on a callback, not a c
 # Whether PATCH /api/v2/conversations/callbacks with a queueId replaces the acd participant (True: the
 # old one ends, a new one waits in the new queue) or changes it in place (False) is unverified.
 CALLBACK_PATCH_REPLACES_PARTICIPANT = False
+CHANNELS_PER_CLIENT = 20       # a 21st notification channel removes the oldest
+SOCKET_CLOSE, SOCKET_CLOSE_LATER, SOCKET_DROP = "close", "close later", "drop"  # what an outbox may hold besides messages
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for Sec-WebSocket-Accept
+SOCKET_GRACE = 1.0             # seconds a socket stays open after socket_closing (Genesys: about a minute)
 ANONYMOUS_ADDRESS = "sip:anonymous@anonymous.invalid"  # a withheld number, on the live customer leg
 E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 ID = r"([^/]+)"
@@ -216,6 +222,18 @@ class FakeOrg:
         self._timed: list[tuple[float, Callable[[FakeOrg], None]]] = []  # org.at: (when, action)
         self._rules: list[Rule] = []
         self._calls_by_token: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+        # --- the Notifications API (channels, subscriptions, WebSocket events; see serve) ---
+        self.channels: dict[str, dict[str, Any]] = {}  # id → topics, expires (monotonic), its socket's outbox
+        self.stream_url = "wss://streaming.fake.invalid"  # serve() puts its own ws://127.0.0.1:port here
+        self.heartbeat_period = 30.0       # seconds between "WebSocket Heartbeat" messages on each socket
+        self.channel_ttl = 86400.0         # a channel expires this long after it was created or last subscribed
+        self.lose_events = False           # True: queue events are not sent (the socket stays up, heartbeats go on)
+        self.silent_sockets = False        # True: sockets send nothing at all, heartbeats included
+        self.block_websockets = False      # True: the WebSocket upgrade is refused (403), as by a proxy
+        self.missing_topic_permissions: list[str] | None = None  # set: queue topics are Rejected, missing these
+        self.arrived_at: dict[str, float] = {}   # conversation id → when (monotonic) it started waiting in a queue
+        self.accepted_at: dict[str, float] = {}  # conversation id → when (monotonic) its last transfer was accepted
+        self.events_sent = 0
 
     # --- building the org --------------------------------------------------------------
 
@@ -294,9 +312,13 @@ class FakeOrg:
     def _add_conversation(self, started: str | None, participants: list[dict[str, Any]],
                           conversation_id: str | None = None) -> str:
         conversation_id = conversation_id or new_id()
-        self.conversations[conversation_id] = {
-            "id": conversation_id, "startTime": as_iso(started), "participants": participants,
-            "recordingState": "none", "selfUri": f"/api/v2/conversations/{conversation_id}"}
+        with self.lock:
+            self.conversations[conversation_id] = {
+                "id": conversation_id, "startTime": as_iso(started), "participants": participants,
+                "recordingState": "none", "selfUri": f"/api/v2/conversations/{conversation_id}"}
+            if any(p["purpose"] == "acd" for p in participants):
+                self.arrived_at[conversation_id] = time.monotonic()
+            self.notify(conversation_id)
         return conversation_id
 
     def add_agent_call(self, user_id: str, queue_id: str) -> str:
@@ -318,6 +340,7 @@ class FakeOrg:
             self._end(acd)
             conversation["participants"].append(self._participant(
                 "agent", queue_id=acd["queueId"], user_id=user_id, callback_numbers=self._numbers(acd)))
+            self.notify(conversation_id)
 
     def hold(self, conversation_id: str) -> None:
         for participant in self.conversations[conversation_id]["participants"]:
@@ -346,6 +369,7 @@ class FakeOrg:
                 if "endTime" not in participant:
                     self._end(participant)
             conversation["endTime"] = now_iso()
+            self.notify(conversation_id)
 
     def expire_tokens(self) -> None:
         with self.lock:
@@ -595,6 +619,11 @@ class FakeOrg:
             ("PATCH", r"/api/v2/conversations/callbacks", "conversation:callback:edit", self._patch_callback),
             ("PATCH", rf"/api/v2/conversations/callbacks/{ID}/participants/{ID}/attributes", None,
              self._patch_attributes),
+            ("POST", r"/api/v2/notifications/channels", None, self._create_channel),
+            ("PUT", rf"/api/v2/notifications/channels/{ID}/subscriptions", None, self._subscribe),
+            ("POST", rf"/api/v2/notifications/channels/{ID}/subscriptions", None,
+             lambda channel_id, *, body, **_: self._subscribe(channel_id, body=body, add=True)),
+            ("HEAD", rf"/api/v2/notifications/channels/{ID}", None, self._channel_exists),
         ]
 
     # --- auth and limits -----------------------------------------------------------------
@@ -754,6 +783,7 @@ class FakeOrg:
         if media != "voice":  # a call's entry keeps the shape tests/test_single_call.py compares exactly
             transfer["media"] = media
         self.transfers.append(transfer)
+        self.accepted_at[conversation["id"]] = time.monotonic()
         entry = self._record_transfer(conversation) if self.show_recent_transfers else None
         self._pending.append((time.monotonic() + self.transfer_delay, transfer, entry))
         self._apply_due_transfers()
@@ -784,6 +814,8 @@ class FakeOrg:
             return self._error(400, "conversations.error.queue.not.found", f"Queue {queue_id} was not found")
         if queue_id is not None:
             moved = self._move_scheduled(conversation, acd, queue_id)
+            self.accepted_at[conversation_id] = time.monotonic()
+            self.notify(conversation_id)
             self.transfers.append({"conversationId": conversation_id, "participantId": acd["id"], "queueId": queue_id,
                                    "media": "callback", "scheduled": True})
             acd = moved
@@ -858,6 +890,7 @@ class FakeOrg:
             routing["skills"] = []
         conversation["participants"].append(self._participant("acd", queue_id=transfer["queueId"], routing=routing,
                                                               callback_numbers=self._numbers(old)))
+        self.notify(conversation["id"])
 
     def _details_query(self, *, body: Any, **_: Any) -> Reply:
         if not isinstance(body, dict) or "interval" not in body:
@@ -1065,6 +1098,137 @@ class FakeOrg:
         return self._json(result)
 
 
+    # --- the Notifications API ---------------------------------------------------------------
+
+    def _create_channel(self, **_: Any) -> Reply:
+        """A Channel {id, connectUri, expires}; a 21st channel removes the oldest, as Genesys does (per client)."""
+        channel_id = new_id()
+        self.channels[channel_id] = {"topics": [], "expires": time.monotonic() + self.channel_ttl, "outbox": None}
+        while len(self.channels) > CHANNELS_PER_CLIENT:
+            self._close_channel(next(iter(self.channels)))
+        expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.channel_ttl)
+        return self._json({"id": channel_id, "connectUri": f"{self.stream_url}/channels/{channel_id}",
+                           "expires": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z")})
+
+    def _channel(self, channel_id: str) -> dict[str, Any] | None:
+        """The channel, unless it expired (then it is gone, its socket closed)."""
+        channel = self.channels.get(channel_id)
+        if channel is not None and channel["expires"] <= time.monotonic():
+            self._close_channel(channel_id)
+            return None
+        return channel
+
+    def _close_channel(self, channel_id: str) -> None:
+        channel = self.channels.pop(channel_id)
+        if channel["outbox"] is not None:
+            channel["outbox"].put(SOCKET_CLOSE)
+
+    def _channel_exists(self, channel_id: str, **_: Any) -> Reply:
+        return Reply(200) if self._channel(channel_id) else self._error(404, "not.found", "Channel not found")
+
+    def _subscribe(self, channel_id: str, *, body: Any, add: bool = False, **_: Any) -> Reply:
+        """PUT (replace) or POST (add) a channel's topics; a ChannelTopicEntityListing marks each Permitted or Rejected.
+
+        Queue topics are v2.routing.queues.{id}.conversations.calls and ...callbacks. Subscribing
+        again extends the channel's life (channel_ttl from now).
+        """
+        channel = self._channel(channel_id)
+        if channel is None:
+            return self._error(404, "not.found", f"Channel {channel_id} not found")
+        if not isinstance(body, list) or not all(isinstance(t, dict) and set(t) <= {"id", "selfUri"}
+                                                 and isinstance(t.get("id"), str) for t in body):
+            return self._error(400, "bad.request", f"Invalid list of ChannelTopic: {body!r}")
+        entities, topics = [], list(channel["topics"]) if add else []
+        for topic in (t["id"] for t in body):
+            match = re.fullmatch(rf"v2\.routing\.queues\.{ID}\.conversations\.(calls|callbacks)", topic)
+            if not match or match.group(1) not in self.queues:
+                entities.append({"id": topic, "state": "Rejected", "rejectionReason": "Topic not found"})
+            elif self.missing_topic_permissions is not None:
+                entities.append({"id": topic, "state": "Rejected", "rejectionReason": "Missing permissions",
+                                 "missingPermissions": list(self.missing_topic_permissions)})
+            else:
+                entities.append({"id": topic, "state": "Permitted", "selfUri": f"/api/v2/routing/queues/{match[1]}"})
+                topics.append(topic)
+        channel["topics"] = list(dict.fromkeys(topics))
+        channel["expires"] = time.monotonic() + self.channel_ttl
+        return self._json({"entities": entities})
+
+    def notify(self, conversation_id: str) -> None:
+        """Send the conversation, as a queue topic's eventBody, to every socket subscribed to a queue it is in."""
+        with self.lock:
+            conversation = self.conversations[conversation_id]
+            callback = any("callbacks" in p for p in conversation["participants"])
+            queues = {p["queueId"] for p in conversation["participants"] if p.get("queueId")}
+            topics = {f"v2.routing.queues.{queue}.conversations.{'callbacks' if callback else 'calls'}"
+                      for queue in queues}
+            if self.lose_events:
+                return
+            for channel_id in list(self.channels):
+                channel = self._channel(channel_id)
+                if channel is None or channel["outbox"] is None:
+                    continue
+                for topic in topics.intersection(channel["topics"]):
+                    self.events_sent += 1
+                    channel["outbox"].put({"topicName": topic, "version": "2", "eventBody": self._event_body(
+                        conversation), "metadata": {"CorrelationId": new_id()}})
+
+    def _event_body(self, conversation: dict[str, Any]) -> dict[str, Any]:
+        """A QueueConversationCallEventTopicCallConversation (or its callback twin): flat participants."""
+        participants = []
+        for p in conversation["participants"]:
+            media = self._media(p)[0]
+            flat = {"id": p["id"], "purpose": p["purpose"], "state": media["state"], "startTime": p.get("startTime"),
+                    "connectedTime": p.get("connectedTime"), "endTime": p.get("endTime"), "held": media.get("held"),
+                    "name": p.get("name"), "address": p.get("address"), "attributes": dict(p.get("attributes", {}))}
+            if p.get("queueId"):
+                flat["queue"] = {"id": p["queueId"]}
+            if p.get("userId"):
+                flat["user"] = {"id": p["userId"]}
+            if "callbacks" in p:
+                flat["callbackNumbers"] = media.get("callbackNumbers")
+                flat["callbackScheduledTime"] = media.get("callbackScheduledTime")
+            if p.get("conversationRoutingData"):
+                flat["conversationRoutingData"] = copy.deepcopy(p["conversationRoutingData"])
+            participants.append({key: value for key, value in flat.items() if value is not None})
+        return {"id": conversation["id"], "participants": participants}
+
+    def open_socket(self, channel_id: str) -> Any:
+        """A socket connected to the channel: its outbox (a queue of messages), or None for an unknown channel.
+
+        One socket per channel: a second one closes the first.
+        """
+        with self.lock:
+            channel = self._channel(channel_id)
+            if channel is None:
+                return None
+            if channel["outbox"] is not None:
+                channel["outbox"].put(SOCKET_CLOSE)
+            channel["outbox"] = queue.Queue()
+            return channel["outbox"]
+
+    def socket_closed(self, channel_id: str, outbox: Any) -> None:
+        with self.lock:
+            channel = self.channels.get(channel_id)
+            if channel is not None and channel["outbox"] is outbox:
+                channel["outbox"] = None
+
+    def socket_closing(self) -> None:
+        """Maintenance: every socket gets v2.system.socket_closing, and closes SOCKET_GRACE seconds later."""
+        with self.lock:
+            for channel in self.channels.values():
+                if channel["outbox"] is not None:
+                    channel["outbox"].put({"topicName": "v2.system.socket_closing", "version": "2",
+                                           "eventBody": {"message": "Socket closing for maintenance"}})
+                    channel["outbox"].put(SOCKET_CLOSE_LATER)
+
+    def drop_sockets(self) -> None:
+        """Every socket is cut without a close frame, as by a network failure."""
+        with self.lock:
+            for channel in self.channels.values():
+                if channel["outbox"] is not None:
+                    channel["outbox"].put(SOCKET_DROP)
+
+
 @dataclasses.dataclass
 class Scenario:
     """A fake org with two queues, an agent on a call from Support, a call waiting in Support, skills and languages."""
@@ -1124,13 +1288,72 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+        def do_GET(self) -> None:
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                self._websocket()
+            else:
+                self._answer()
+
+        do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _answer
+
+        def _websocket(self) -> None:
+            """A channel's socket (/channels/{id}): the handshake, then the channel's outbox, and heartbeats."""
+            import hashlib
+
+            from wsproto.connection import Connection, ConnectionType
+            from wsproto.events import CloseConnection, Message
+
+            channel_id = self.path.rsplit("/", 1)[-1]
+            outbox = None if org.block_websockets else org.open_socket(channel_id)
+            if outbox is None:
+                status = 403 if org.block_websockets else 404
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            key = self.headers.get("Sec-WebSocket-Key", "")
+            accept = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+            self.send_response(101)
+            for name, value in (("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)):
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            connection = Connection(ConnectionType.SERVER)
+            beat = time.monotonic() + org.heartbeat_period
+            close_at = math.inf
+            try:
+                while True:
+                    try:
+                        item = outbox.get(timeout=max(0.01, min(beat, close_at) - time.monotonic()))
+                    except queue.Empty:
+                        item = None
+                    if item == SOCKET_DROP:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    if item == SOCKET_CLOSE or time.monotonic() >= close_at:
+                        self.wfile.write(connection.send(CloseConnection(code=1001, reason="closing")))
+                        return
+                    if item == SOCKET_CLOSE_LATER:
+                        close_at = time.monotonic() + SOCKET_GRACE
+                        continue
+                    if item is None and time.monotonic() >= beat:
+                        beat = time.monotonic() + org.heartbeat_period
+                        item = {"topicName": "channel.metadata", "eventBody": {"message": "WebSocket Heartbeat"}}
+                    if item is not None and not org.silent_sockets:
+                        self.wfile.write(connection.send(Message(data=json.dumps(item))))
+                        self.wfile.flush()
+            except OSError:
+                return
+            finally:
+                org.socket_closed(channel_id, outbox)
 
         def log_message(self, *args: Any) -> None:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
     server.daemon_threads = True
+    org.stream_url = f"ws://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
