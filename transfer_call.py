@@ -3565,11 +3565,11 @@ def main(argv: list[str] | None = None) -> int:
             return run_check(org, settings, report)
         calls = run(org, settings, report, stop)
         code, message = exit_status(calls, stop)
-        if settings.follow and stop.signalled and code == ExitCode.OK:  # the window was cut short
+        if settings.follow and stop.signalled:  # the window was cut short: not all was done
             changed = any(call.changed for call in calls)
             code = ExitCode.PARTIAL if changed else stop.exit_code
-            message = "the calls that arrive from now on are not moved: run it again to go on following" + (
-                "; what was moved is on the result lines" if changed else "; nothing was changed")
+            message = (f"{message}; " if message else "" if changed else "nothing was changed; ") + \
+                "the calls that arrive from now on are not moved: run it again to go on following"
         if stop.signalled and code != ExitCode.OK:
             log.error("%s (%s); %s", stop.reason, report.tally(), message or "nothing was changed; run it again")
         elif message:

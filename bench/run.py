@@ -1,6 +1,7 @@
 """Benchmark transfer_call.py against the alternatives, on the fake org served on 127.0.0.1.
 
-    python bench/run.py [--latency 0.05] [--calls 300] [--scale 10]
+    python bench/run.py [--latency 0.05] [--calls 300] [--scale 10] [--follow-window 20] [--follow-every 0.5]
+    python bench/run.py --only follow    (section 5 alone)
 
 Prints one table of figures measured in this run, each as a ratio to the floor or to the
 alternative (absolute times on a shared machine mean little):
@@ -10,7 +11,10 @@ alternative (absolute times on a shared machine mean little):
   3. a bulk move of N waiting calls with the org enforcing 300 requests per rolling minute,
      time scaled down (300 per 60/scale seconds) and reported per scaled-back minute, against a
      sequential read-then-transfer loop and against the theoretical bound;
-  4. peak memory (max RSS) of a single-call run and of the bulk run.
+  4. peak memory (max RSS) of a single-call run and of the bulk run;
+  5. --follow: calls arriving in the source queue at a steady rate while the script follows it
+     (events over the WebSocket), each call's time from arrival to its accepted transfer, against
+     the org's latency, and the requests per moved call, against the goals.
 Nothing leaves 127.0.0.1.
 """
 
@@ -32,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fake_org import FakeOrg, script_environment, serve  # noqa: E402
+from fake_org import FakeOrg, build_scenario, script_environment, serve  # noqa: E402
 
 SCRIPT = ROOT / "transfer_call.py"
 BASELINE = ROOT / "bench" / "sdk_default_client.py"
@@ -248,14 +252,129 @@ def org_active_seconds(org: FakeOrg) -> float:
     return max(times) - min(times) if times else 0.0
 
 
+# --follow's goals: arrival to accepted transfer at most this far above one round trip (the median), and at
+# most the listing period (the worst); requests per moved call, auth, channel and listings included.
+FOLLOW_MEDIAN_ABOVE_LATENCY = 1.0
+FOLLOW_WORST = 60.0  # transfer_call.LISTING_EVERY
+FOLLOW_REQUESTS_PER_CALL = 2.1
+
+
+def follow_org(latency: float) -> tuple[FakeOrg, str, str]:
+    """The scenario's org with Support empty (its two calls ended), heartbeats every 5 s: (org, Support, Billing)."""
+    scenario = build_scenario(latency=latency)
+    for call in (scenario.waiting_call, scenario.agent_call):
+        scenario.org.end_call(call)
+    scenario.org.heartbeat_period = 5.0
+    return scenario.org, scenario.support, scenario.billing
+
+
+def bench_follow(latency: float, window: int, every: float) -> dict[str, float]:
+    """One --follow run of `window` s on a fresh org, with a call arriving in Support every `every` s.
+
+    Arrivals start once the script's socket is open and stop 2 s before the window can end (it
+    starts after the process does). Requests count everything the org answered (this org serves
+    only this run): the token, the channel, the subscription, the listings, the transfers, the
+    verification reads; the WebSocket upgrade is not an API request and is not counted.
+    """
+    org, support, billing = follow_org(latency)
+    arrived: list[str] = []
+    waited = {"socket": 0.0, "timed_out": 0.0}
+
+    def arrive(until: float) -> None:
+        started = time.monotonic()
+        while org.sockets_opened < 1:
+            if time.monotonic() - started > 30.0 or process.poll() is not None:
+                waited["timed_out"] = 1.0
+                return
+            time.sleep(0.02)
+        waited["socket"] = time.monotonic() - started
+        while time.monotonic() < until:
+            arrived.append(org.add_waiting_call(support, caller=f"+1555040{len(arrived):04d}"))
+            time.sleep(every)
+
+    with serve(org) as base_url, tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.monotonic()
+        process = subprocess.Popen([sys.executable, str(SCRIPT), "--from-queue", "Support", "--queue-id", billing,
+                                    "--follow", f"{window}s", "--yes"], stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=err, env=environment(org, base_url))
+        thread = threading.Thread(target=arrive, args=(started + window - 2.0,), daemon=True)
+        thread.start()
+        try:
+            code = process.wait(timeout=window + 120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+        wall = time.monotonic() - started
+        thread.join(timeout=5)
+        err.seek(0)
+        stderr = err.read()
+    transferred = collections.Counter(t["conversationId"] for t in org.transfers)
+    moved = [c for c in arrived if transferred[c] and org.queue_of(c) == billing]
+    delays = sorted(org.accepted_at[c] - org.arrived_at[c] for c in moved)
+    return {"code": code, "wall": wall, "stderr": stderr, "socket_wait": waited["socket"],
+            "socket_timed_out": waited["timed_out"], "arrivals": len(arrived), "moved": len(moved),
+            "twice": sum(1 for n in transferred.values() if n > 1), "transfers": len(org.transfers),
+            "median": statistics.median(delays) if delays else float("nan"),
+            "worst": delays[-1] if delays else float("nan"), "requests": len(org.requests),
+            "per_moved": len(org.requests) / len(moved) if moved else float("inf"),
+            "events": org.events_sent, "sockets": org.sockets_opened}
+
+
+def print_follow(follow: dict[str, float], latency: float, window: int, every: float) -> None:
+    print(f"\n5. --follow {window}s: a call arriving in Support every {every:g}s once the socket is open "
+          f"(after {follow['socket_wait']:.1f}s), {latency * 1000:.0f} ms latency, events over the WebSocket")
+    if follow["socket_timed_out"]:
+        print("   the script opened no socket within 30 s: no call was made to arrive")
+    ok = {True: "met", False: "NOT met"}
+    median_above = follow["median"] - latency
+    print("                                        measured            goal                 ")
+    print(f"   arrivals                            {follow['arrivals']:9.0f}")
+    print(f"   moved                               {follow['moved']:9.0f}            all {follow['arrivals']:.0f}"
+          f"               {ok[follow['moved'] == follow['arrivals'] > 0]}")
+    print(f"   moved twice                         {follow['twice']:9.0f}            0"
+          f"                    {ok[follow['twice'] == 0]}")
+    print(f"   arrival → move, median              {follow['median'] * 1000:9.0f} ms         "
+          f"≤ {(latency + FOLLOW_MEDIAN_ABOVE_LATENCY) * 1000:.0f} ms"
+          f"           {ok[median_above <= FOLLOW_MEDIAN_ABOVE_LATENCY]}")
+    print(f"     median − latency                  {median_above * 1000:9.0f} ms         "
+          f"≤ {FOLLOW_MEDIAN_ABOVE_LATENCY * 1000:.0f} ms")
+    print(f"   arrival → move, worst               {follow['worst'] * 1000:9.0f} ms         "
+          f"≤ {FOLLOW_WORST * 1000:.0f} ms (listing)  {ok[follow['worst'] <= FOLLOW_WORST]}")
+    print(f"     worst − latency                   {(follow['worst'] - latency) * 1000:9.0f} ms")
+    print(f"   requests per moved call             {follow['per_moved']:9.2f}            "
+          f"≤ {FOLLOW_REQUESTS_PER_CALL:g}"
+          f"                {ok[follow['per_moved'] <= FOLLOW_REQUESTS_PER_CALL]}")
+    print(f"   ({follow['requests']:.0f} requests in all, auth, channel, subscription and listings included; "
+          f"{follow['events']:.0f} events sent, {follow['sockets']:.0f} socket(s) opened; exit code "
+          f"{follow['code']:.0f}, {follow['wall']:.0f}s wall)")
+    print("   without events (org.lose_events) only the listing, every 60 s, finds arrivals: not run here (the "
+          "script's period cannot be shortened from outside); tests/test_follow.py checks that bound")
+    if follow["code"] != 0 or follow["moved"] != follow["arrivals"] or follow["socket_timed_out"]:
+        print("   the script's stderr:")
+        for line in str(follow["stderr"]).splitlines():
+            print(f"     {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every request (default 0.05)")
     parser.add_argument("--calls", type=int, default=300, help="waiting calls in the bulk run (default 300)")
     parser.add_argument("--scale", type=float, default=10.0, help="time scale of the rate limit (default 10)")
     parser.add_argument("--runs", type=int, default=3, help="runs of each single-call figure (median)")
+    parser.add_argument("--follow-window", type=int, default=20, metavar="SECONDS",
+                        help="the --follow window of section 5 (default 20)")
+    parser.add_argument("--follow-every", type=float, default=0.5, metavar="SECONDS",
+                        help="seconds between two arrivals in section 5 (default 0.5)")
+    parser.add_argument("--only", choices=("follow",), help="run only this section (follow: section 5)")
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.only == "follow":
+        print(f"transfer_call.py benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+              f"{args.latency * 1000:.0f} ms injected latency")
+        print_follow(bench_follow(args.latency, args.follow_window, args.follow_every), args.latency,
+                     args.follow_window, args.follow_every)
+        print(f"\nbenchmark took {time.perf_counter() - started:.0f}s")
+        return
     single = bench_single(args.latency, args.runs)
     startup = bench_startup(args.runs)
     bulk = bench_bulk(args.calls, args.latency, args.scale)
@@ -315,6 +434,8 @@ def main() -> None:
     print(f"   transfer_call.py, one call          {single['script_rss'] / single['sdk_rss']:9.2f}")
     print(f"   transfer_call.py, {args.calls} calls       {bulk['script_rss'] / single['sdk_rss']:9.2f}")
     print(f"   (single-call SDK script: {single['sdk_rss'] / 1024:.0f} MiB)")
+    print_follow(bench_follow(args.latency, args.follow_window, args.follow_every), args.latency,
+                 args.follow_window, args.follow_every)
     print(f"\nbenchmark took {time.perf_counter() - started:.0f}s")
 
 

@@ -35,6 +35,7 @@ import copy
 import dataclasses
 import datetime as dt
 import http.server
+import itertools
 import json
 import math
 import os
@@ -234,6 +235,7 @@ class FakeOrg:
         self.arrived_at: dict[str, float] = {}   # conversation id → when (monotonic) it started waiting in a queue
         self.accepted_at: dict[str, float] = {}  # conversation id → when (monotonic) its last transfer was accepted
         self.events_sent = 0
+        self.sockets_opened = 0
 
     # --- building the org --------------------------------------------------------------
 
@@ -1204,6 +1206,7 @@ class FakeOrg:
             if channel["outbox"] is not None:
                 channel["outbox"].put(SOCKET_CLOSE)
             channel["outbox"] = queue.Queue()
+            self.sockets_opened += 1
             return channel["outbox"]
 
     def socket_closed(self, channel_id: str, outbox: Any) -> None:
@@ -1363,8 +1366,11 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
         server.server_close()
 
 
-def demo(port: int) -> None:
-    """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with."""
+def demo(port: int, arrive_every: float | None = None) -> None:
+    """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with.
+
+    With arrive_every, a new call arrives in Support every that many seconds (for --follow).
+    """
     IDS.seed(2026)  # the same ids every run: the README's transcripts run as printed against a fresh demo
     scenario = build_scenario(transfer_delay=0.3, latency=0.05)
     org, skills, languages = scenario.org, scenario.skills, scenario.languages
@@ -1398,9 +1404,13 @@ def demo(port: int) -> None:
             language = names[routing["language"]["id"]] if "language" in routing else "-"
             print(f"#   {call}: caller {caller}, priority {routing.get('priority', 0)}, skills {wanted}, "
                   f"language {language}", flush=True)
+        if arrive_every:
+            print(f"# a new call arrives in Support every {arrive_every:g}s", flush=True)
         try:
-            while True:
-                time.sleep(3600)
+            for n in itertools.count():
+                time.sleep(arrive_every or 3600)
+                if arrive_every:
+                    org.add_waiting_call(scenario.support, caller=f"+1555060{n % 10000:04d}")
         except KeyboardInterrupt:
             pass
 
@@ -1411,9 +1421,12 @@ def main(argv: list[str] | None = None) -> None:
         "the exports to point transfer_call.py at it, with the ids of its agent, queues, skills, languages and calls.")
     parser.add_argument("port", nargs="?", type=int, default=8089,
                         help="port on 127.0.0.1 (default 8089; 0: a free one)")
-    port = parser.parse_args(argv).port
+    parser.add_argument("--arrive-every", type=float, metavar="SECONDS",
+                        help="a new call arrives in Support every SECONDS (to try --follow)")
+    args = parser.parse_args(argv)
+    port = args.port
     try:
-        demo(port)
+        demo(port, args.arrive_every)
     except OSError as exc:  # the port is taken, most often by a demo org left running
         parser.exit(1, f"fake_org.py: cannot serve on 127.0.0.1:{port}: {exc.strerror}; stop what uses it, "
                        "or give another port\n")

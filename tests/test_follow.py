@@ -1,0 +1,340 @@
+"""--follow (issue 16): after the calls waiting now, every call that arrives in the source queue, until the window ends.
+
+Arrivals come as Notifications API events over a WebSocket that the fake org serves on 127.0.0.1
+(channels, subscriptions, heartbeats, socket_closing, drops); a listing of the queue catches what
+events miss. Each test runs main() in-process against the served org, with calls arriving from a
+thread while it follows, and checks what the org shows afterwards: each call moved once, by its
+own leg, soon after it arrived.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+import transfer_call
+from conftest import SCRIPT, Run, final_records
+from fake_org import FakeOrg, build_scenario, script_environment, serve
+
+EVENT_BOUND = 2.0  # seconds from arrival to the transfer's 202, with events (the issue's bound)
+
+
+@pytest.fixture
+def follow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """Run main(argv) in-process against `org` served on 127.0.0.1, while `during` runs in a thread."""
+    monkeypatch.setattr(transfer_call, "POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(transfer_call, "VERIFY_EVERY", 1.0)
+
+    def run(org: FakeOrg, *argv: str, during: Callable[[], None] = lambda: None) -> Run:
+        with serve(org) as base_url:
+            for name, value in script_environment(org, base_url).items():
+                if name.startswith("GENESYS_"):
+                    monkeypatch.setenv(name, value)
+            thread = threading.Thread(target=during, daemon=True)
+            thread.start()
+            code = transfer_call.main(list(argv))
+            thread.join(timeout=10)
+        captured = capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    return run
+
+
+def queue_org(**options) -> tuple[FakeOrg, str, str]:
+    """Support (empty) and Billing Overflow; sockets beat every half second."""
+    scenario = build_scenario(**options)
+    for call in (scenario.waiting_call, scenario.agent_call):
+        scenario.org.end_call(call)
+    scenario.org.heartbeat_period = 0.5
+    return scenario.org, scenario.support, scenario.billing
+
+
+def arrivals(org: FakeOrg, queue_id: str, count: int, every: float, then: Callable[[int], None] = lambda n: None,
+             start: float = 0.5) -> tuple[list[str], Callable[[], None]]:
+    """A list that fills with the calls that arrive in queue_id, one each `every` s, and the function that makes them
+    arrive (calling then(n) after the n-th)."""
+    arrived: list[str] = []
+
+    def arrive() -> None:
+        time.sleep(start)
+        for n in range(count):
+            arrived.append(org.add_waiting_call(queue_id, caller=f"+1555030{n:04d}"))
+            then(n)
+            time.sleep(every)
+
+    return arrived, arrive
+
+
+def moved_once(org: FakeOrg, calls: list[str], target: str) -> None:
+    counts = collections.Counter(t["conversationId"] for t in org.transfers)
+    assert {c: counts[c] for c in calls} == dict.fromkeys(calls, 1)
+    assert all(org.queue_of(c) == target for c in calls)
+
+
+def test_each_call_that_arrives_is_moved_once_within_two_seconds(follow) -> None:
+    org, support, billing = queue_org()
+    waiting = org.add_waiting_call(support, caller="+15550399")
+    calls, arrive = arrivals(org, support, 5, every=0.6)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", "--json", during=arrive)
+
+    assert result.code == 0, result.err
+    assert len(calls) == 5
+    moved_once(org, [waiting, *calls], billing)
+    delays = {c: org.accepted_at[c] - org.arrived_at[c] for c in calls}
+    assert max(delays.values()) < EVENT_BOUND, delays
+    # what was sent: one channel, subscribed to the queue's calls topic; each transfer by the call's own queue leg
+    [channel] = org.sent("POST", "/api/v2/notifications/channels")
+    [subscription] = org.sent("PUT", "/subscriptions")
+    assert subscription["body"] == [{"id": f"v2.routing.queues.{support}.conversations.calls"}]
+    legs = {t["conversationId"]: t["participantId"] for t in org.transfers}
+    for call in calls:
+        [leg] = [p for p in org.conversations[call]["participants"] if p["id"] == legs[call]]
+        assert leg["purpose"] == "acd" and leg["queueId"] == support
+    records = {r["conversationId"]: r for r in final_records(result.out)}
+    assert set(records) == {waiting, *calls}
+    assert all(r["status"] == "transferred" and r["verified"] and r["final"] for r in records.values())
+    assert "moved 6 (6 verified)" in result.err
+
+
+def test_without_events_the_listing_finds_each_arrival_within_its_period(follow, monkeypatch) -> None:
+    monkeypatch.setattr(transfer_call, "LISTING_EVERY", 1.5)
+    org, support, billing = queue_org()
+    org.lose_events = True
+    calls, arrive = arrivals(org, support, 3, every=0.8)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", "--json", during=arrive)
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+    delays = [org.accepted_at[c] - org.arrived_at[c] for c in calls]
+    assert max(delays) <= 1.5 + 1.0, delays  # the listing period, and a safety net for a busy machine
+    assert org.events_sent == 0
+
+
+def test_many_events_naming_one_call_move_it_once(follow) -> None:
+    org, support, billing = queue_org(transfer_delay=1.0)  # it stays in Support a second after each 202
+    calls, arrive = arrivals(org, support, 2, every=0.3)
+
+    def arrive_and_repeat() -> None:
+        arrive()
+        for _ in range(10):  # an event for each change: all of them name calls already taken
+            for call in calls:
+                org.notify(call)
+            time.sleep(0.05)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", during=arrive_and_repeat)
+
+    assert result.code == 0, result.err
+    assert org.events_sent >= 20
+    moved_once(org, calls, billing)
+
+
+@pytest.mark.parametrize("break_it", ["drop", "socket_closing"])
+def test_a_socket_dropped_or_closed_for_maintenance_is_replaced_and_no_arrival_is_missed(follow, break_it) -> None:
+    org, support, billing = queue_org()
+    calls, arrive = arrivals(org, support, 6, every=0.5, then=lambda n: n == 2 and (
+        org.drop_sockets() if break_it == "drop" else org.socket_closing()))
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "6s", "--json", during=arrive)
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+    assert org.sockets_opened >= 2
+    assert len(org.sent("POST", "/api/v2/notifications/channels")) == 1  # the same channel, a new socket
+    if break_it == "socket_closing":
+        assert "closing the event socket for maintenance" in result.err
+    else:
+        assert "the event socket failed" in result.err
+
+
+def test_a_silent_socket_is_taken_for_dead_after_two_heartbeats(follow, monkeypatch) -> None:
+    monkeypatch.setattr(transfer_call, "HEARTBEAT", 0.4)
+    org, support, billing = queue_org()
+    org.silent_sockets = True
+
+    def wake() -> None:
+        time.sleep(1.5)
+        org.silent_sockets = False
+
+    calls, arrive = arrivals(org, support, 2, every=0.5, start=2.5)
+
+    def during() -> None:
+        wake()
+        arrive()
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", during=during)
+
+    assert result.code == 0, result.err
+    assert "no heartbeat for 0.8s" in result.err
+    assert org.sockets_opened >= 2
+    moved_once(org, calls, billing)
+
+
+def test_the_channel_is_subscribed_again_before_it_expires(follow) -> None:
+    org, support, billing = queue_org()
+    org.channel_ttl = 1.0  # it would expire after a second unless subscribed again
+    calls, arrive = arrivals(org, support, 4, every=0.7)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", during=arrive)
+
+    assert result.code == 0, result.err
+    assert len(org.sent("PUT", "/subscriptions")) >= 3
+    assert len(org.sent("POST", "/api/v2/notifications/channels")) == 1
+    moved_once(org, calls, billing)
+    assert max(org.accepted_at[c] - org.arrived_at[c] for c in calls) < EVENT_BOUND
+
+
+@pytest.mark.parametrize("refusal", ["rejected topic", "websocket refused"])
+def test_without_a_channel_it_follows_by_listing_and_says_why_once(follow, monkeypatch, refusal) -> None:
+    monkeypatch.setattr(transfer_call, "POLLING_EVERY", 0.5)
+    org, support, billing = queue_org()
+    if refusal == "rejected topic":
+        org.missing_topic_permissions = ["routing:queue:view"]
+    else:
+        org.block_websockets = True
+    calls, arrive = arrivals(org, support, 3, every=0.5)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", during=arrive)
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+    assert result.err.count("by listing it every 0.5s, not by events") == 1
+    assert ("missing permissions: routing:queue:view" if refusal == "rejected topic" else "HTTP 403") in result.err
+    assert org.events_sent == 0
+
+
+def test_a_socket_on_a_host_that_is_not_the_orgs_is_never_opened(run_inprocess, monkeypatch) -> None:
+    monkeypatch.setattr(transfer_call, "POLLING_EVERY", 0.2)
+    org, support, billing = queue_org()
+    org.stream_url = "wss://streaming.elsewhere.example"
+    org.add_waiting_call(support)
+
+    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "1s", real_sleep=True)
+
+    assert result.code == 0, result.err
+    assert "not by events: the channel's socket is on wss://streaming.elsewhere.example, which is not this org's" \
+        in result.err
+    assert org.sockets_opened == 0
+
+
+def test_callbacks_that_arrive_move_by_their_own_endpoints(follow) -> None:
+    org, support, billing = queue_org()
+    arrived: dict[str, str] = {}
+
+    def arrive() -> None:
+        time.sleep(0.5)
+        arrived["routed"] = org.add_waiting_callback(support, caller="+15550401")
+        time.sleep(0.4)
+        arrived["scheduled"] = org.add_waiting_callback(support, caller="+15550402", scheduled=True)
+        time.sleep(0.4)
+        arrived["voice"] = org.add_waiting_call(support, caller="+15550403")
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--media", "voice,callback", "--follow",
+                    "3s", "--json", during=arrive)
+
+    assert result.code == 0, result.err
+    [subscription] = org.sent("PUT", "/subscriptions")
+    assert subscription["body"] == [{"id": f"v2.routing.queues.{support}.conversations.{kind}"}
+                                    for kind in ("calls", "callbacks")]
+    moved_once(org, list(arrived.values()), billing)
+    [replace] = org.sent("POST", "/api/v2/conversations/callbacks/")
+    assert arrived["routed"] in replace["path"]
+    assert [r["body"] for r in org.sent("PATCH", "/api/v2/conversations/callbacks")] == [
+        {"conversationId": arrived["scheduled"], "queueId": billing}]
+    records = {r["conversationId"]: r for r in final_records(result.out)}
+    assert {kind: records[c]["mediaType"] for kind, c in arrived.items()} == {
+        "routed": "callback", "scheduled": "callback", "voice": "voice"}
+
+
+def test_routing_flags_apply_to_each_arrival_on_the_move(follow) -> None:
+    org, support, billing = queue_org()
+    calls, arrive = arrivals(org, support, 3, every=0.4)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--priority", "7", "--follow", "4s",
+                    "--json", during=arrive)
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+    assert all(org.routing_of(c)["priority"] == 7 for c in calls)
+    assert all(r["routing"] == "applied" for r in final_records(result.out))
+
+
+def test_an_empty_queue_followed_to_the_end_is_exit_0(follow) -> None:
+    org, support, billing = queue_org()
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "1s")
+
+    assert result.code == 0, result.err
+    assert org.transfers == []
+    assert "following queue Support" in result.err and "moved 0" in result.err
+
+
+@pytest.mark.parametrize("argv, problem", [
+    (["--conversation-id", "0b2f5f5e-7a8a-4c1b-9d3e-1f2a3b4c5d6e", "--follow", "5m"], "--follow goes with --from-queue"),
+    (["--from-queue", "Support", "--follow", "0"], "--follow 0 would never end by itself"),
+    (["--from-queue", "Support", "--follow", "soon"], "--follow 'soon' must be a duration"),
+    (["--from-queue", "Support", "--follow", "5m", "--dry-run"], "--follow cannot go with --dry-run"),
+    (["--from-queue", "Support", "--follow", "5m", "--limit", "3"], "--follow cannot go with --limit"),
+])
+def test_follow_settings_that_cannot_work_are_refused(run_inprocess, argv, problem) -> None:
+    org, _, billing = queue_org()
+
+    result = run_inprocess(org, *argv, "--queue-id", billing)
+
+    assert result.code == 2 and problem in result.err
+    assert org.requests == []
+
+
+def test_sigterm_while_following_keeps_the_records_and_says_what_changed(tmp_path) -> None:
+    org, support, billing = queue_org()
+    calls: list[str] = []
+    with serve(org) as base_url:
+        process = subprocess.Popen([sys.executable, str(SCRIPT), "--from-queue", "Support", "--queue-id", billing,
+                                    "--follow", "2m", "--json", "--output", str(tmp_path / "moved.jsonl")],
+                                   env=script_environment(org, base_url), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not org.sockets_opened and time.monotonic() < deadline:
+            time.sleep(0.05)
+        calls.append(org.add_waiting_call(support))
+        while not org.transfers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+        after = org.add_waiting_call(support)  # after the run: nobody moves it
+        time.sleep(0.3)
+
+    assert process.returncode == 8, err
+    moved_once(org, calls, billing)
+    assert org.queue_of(after) == support
+    assert "stopped by SIGTERM" in err and "run it again to go on following" in err
+    records = final_records(out)
+    assert [r["conversationId"] for r in records] == calls and records[0]["moved"] == "yes"
+    assert final_records((tmp_path / "moved.jsonl").read_text()) == records
+
+
+def test_sigterm_while_following_an_empty_queue_is_143(tmp_path) -> None:
+    org, _, billing = queue_org()
+    with serve(org) as base_url:
+        process = subprocess.Popen([sys.executable, str(SCRIPT), "--from-queue", "Support", "--queue-id", billing,
+                                    "--follow", "2m"], env=script_environment(org, base_url), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not org.sockets_opened and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+
+    assert process.returncode == 143, err
+    assert "nothing was changed" in err and org.transfers == []
+    assert os.path.exists(SCRIPT)
