@@ -9,7 +9,8 @@ POST /api/v2/conversations/{id}/participants/{id}/replace/queue, then re-read th
 is seen in the target queue. Callbacks waiting in a queue move too (--media voice,callback, or
 named by id), by their own endpoints. --priority, --skill, --language and --attribute set its
 routing and participant data on the move, or, with no target queue, where it waits. --check
-probes the OAuth client's permissions without changing anything.
+probes the OAuth client's permissions without changing anything. --follow keeps moving the
+calls that arrive in --from-queue for a while, as Notifications API events tell of them.
 
 Every mode runs one pipeline: select the calls, plan their requests, send them paced by the
 org's rate limit, verify, and report each fact about a call as soon as it is known (a moved
@@ -3454,6 +3455,7 @@ examples:
   python transfer_call.py --conversation-id 1d6f... --priority 50
   python transfer_call.py --caller "+1 (317) 555-1234" --queue-name Overflow
   python transfer_call.py --from-queue Support --waiting-over 10m --priority 100 --yes
+  python transfer_call.py --from-queue Support --queue-name Overflow --follow 45m --yes
   python transfer_call.py --undo moved.jsonl --yes
 
 environment variables (a flag replaces every variable of its group, "which call" or "where to";

@@ -325,25 +325,24 @@ def print_follow(follow: dict[str, float], latency: float, window: int, every: f
           f"(after {follow['socket_wait']:.1f}s), {latency * 1000:.0f} ms latency, events over the WebSocket")
     if follow["socket_timed_out"]:
         print("   the script opened no socket within 30 s: no call was made to arrive")
-    ok = {True: "met", False: "NOT met"}
     median_above = follow["median"] - latency
-    print("                                        measured            goal                 ")
-    print(f"   arrivals                            {follow['arrivals']:9.0f}")
-    print(f"   moved                               {follow['moved']:9.0f}            all {follow['arrivals']:.0f}"
-          f"               {ok[follow['moved'] == follow['arrivals'] > 0]}")
-    print(f"   moved twice                         {follow['twice']:9.0f}            0"
-          f"                    {ok[follow['twice'] == 0]}")
-    print(f"   arrival → move, median              {follow['median'] * 1000:9.0f} ms         "
-          f"≤ {(latency + FOLLOW_MEDIAN_ABOVE_LATENCY) * 1000:.0f} ms"
-          f"           {ok[median_above <= FOLLOW_MEDIAN_ABOVE_LATENCY]}")
-    print(f"     median − latency                  {median_above * 1000:9.0f} ms         "
-          f"≤ {FOLLOW_MEDIAN_ABOVE_LATENCY * 1000:.0f} ms")
-    print(f"   arrival → move, worst               {follow['worst'] * 1000:9.0f} ms         "
-          f"≤ {FOLLOW_WORST * 1000:.0f} ms (listing)  {ok[follow['worst'] <= FOLLOW_WORST]}")
-    print(f"     worst − latency                   {(follow['worst'] - latency) * 1000:9.0f} ms")
-    print(f"   requests per moved call             {follow['per_moved']:9.2f}            "
-          f"≤ {FOLLOW_REQUESTS_PER_CALL:g}"
-          f"                {ok[follow['per_moved'] <= FOLLOW_REQUESTS_PER_CALL]}")
+
+    def row(label: str, measured: str, goal: str = "", met: bool | None = None) -> None:
+        verdict = "" if met is None else "met" if met else "NOT met"
+        print(f"   {label:<34}{measured:>10}   {goal:<22}{verdict}".rstrip())
+
+    print(f"   {'':<34}{'measured':>10}   goal")
+    row("arrivals", f"{follow['arrivals']:.0f}")
+    row("moved", f"{follow['moved']:.0f}", f"all {follow['arrivals']:.0f}", follow["moved"] == follow["arrivals"] > 0)
+    row("moved twice", f"{follow['twice']:.0f}", "0", follow["twice"] == 0)
+    row("arrival → move, median", f"{follow['median'] * 1000:.0f} ms",
+        f"≤ {(latency + FOLLOW_MEDIAN_ABOVE_LATENCY) * 1000:.0f} ms", median_above <= FOLLOW_MEDIAN_ABOVE_LATENCY)
+    row("  median − latency", f"{median_above * 1000:.0f} ms", f"≤ {FOLLOW_MEDIAN_ABOVE_LATENCY * 1000:.0f} ms")
+    row("arrival → move, worst", f"{follow['worst'] * 1000:.0f} ms", f"≤ {FOLLOW_WORST * 1000:.0f} ms (listing)",
+        follow["worst"] <= FOLLOW_WORST)
+    row("  worst − latency", f"{(follow['worst'] - latency) * 1000:.0f} ms")
+    row("requests per moved call", f"{follow['per_moved']:.2f}", f"≤ {FOLLOW_REQUESTS_PER_CALL:g}",
+        follow["per_moved"] <= FOLLOW_REQUESTS_PER_CALL)
     print(f"   ({follow['requests']:.0f} requests in all, auth, channel, subscription and listings included; "
           f"{follow['events']:.0f} events sent, {follow['sockets']:.0f} socket(s) opened; exit code "
           f"{follow['code']:.0f}, {follow['wall']:.0f}s wall)")
