@@ -2660,7 +2660,7 @@ class Follow:
         self.topics = {f"v2.routing.queues.{source[0]}.conversations.{'calls' if medium == 'voice' else 'callbacks'}":
                        medium for medium in settings.media}
         self.list_now = threading.Event()         # set on every (re)connect: a listing runs next
-        self.connected = False
+        self.connected = self.ever_connected = False
         self.last_event: dt.datetime | None = None
         self.waiting = 0                          # calls the last listing found waiting
         self.next_listing = self.said_at = time.monotonic()
@@ -2804,8 +2804,10 @@ class Follow:
                     channel = None  # the channel's requests failed: a new one next time
                 attempt += 1
                 delay = min(RECONNECT_MAX, 2.0 ** (attempt - 1))
-                log.warning("the event socket failed (%s); connecting again in %.0fs, listing queue %s every %gs "
-                            "meanwhile", str(exc) or type(exc).__name__, delay, self.where, POLLING_EVERY)
+                # said once an outage; the progress line says how the queue is followed meanwhile
+                log.log(logging.WARNING if attempt == 1 else logging.DEBUG, "the event socket failed (%s); connecting "
+                        "again in %.0fs, listing queue %s every %gs meanwhile", str(exc) or type(exc).__name__, delay,
+                        self.where, POLLING_EVERY)
                 self.closed.wait(delay)
         self.connected = False
 
@@ -2844,12 +2846,15 @@ class Follow:
         url = re.sub(r"^ws", "http", channel.uri)  # httpx speaks http(s); the upgrade makes it a WebSocket
         try:
             with httpx_ws.connect_ws(url, self.org.transport.client, keepalive_ping_interval_seconds=None) as ws:
-                self.connected = True
+                self.connected = self.ever_connected = True
                 self.list_now.set()  # what arrived while no socket was open
                 self.receive(ws, channel)
         except httpx_ws.WebSocketUpgradeError as exc:
-            raise FollowUnavailable(f"the WebSocket to {urllib.parse.urlsplit(url).netloc} was refused (HTTP "
-                                    f"{exc.response.status_code}; a proxy or firewall?)") from None
+            refused = f"the WebSocket to {urllib.parse.urlsplit(url).netloc} was refused (HTTP " \
+                      f"{exc.response.status_code}"
+            if not self.ever_connected:
+                raise FollowUnavailable(f"{refused}; a proxy or firewall?)") from None
+            raise TransferCallError(f"{refused}; the channel may be gone: opening a new one)") from None
         finally:
             self.connected = False
 
@@ -3268,12 +3273,12 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
         if not settings.single:
             log.info("dry run: would %s %s with %s; nothing was sent", verb, what, plural(requests, "request"))
         return calls
-    if todo and not settings.single:
-        confirm_bulk(len(todo), f"{verb} {what}", settings)
-        log.info("%s %s, %d at a time", verb[:-1] + "ing", what, min(settings.concurrency, len(todo)))
     if follow is not None:
         log.info("then following queue %s for %s: moving each call that arrives", follow.where,
                  duration(settings.follow))
+    if todo and not settings.single:
+        confirm_bulk(len(todo), f"{verb} {what}", settings)
+        log.info("%s %s, %d at a time", verb[:-1] + "ing", what, min(settings.concurrency, len(todo)))
     elif todo:
         call = todo[0]
         log.info("%s conversation %s participant %s (%s)%s", "transferring" if call.move else "changing",

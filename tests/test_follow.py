@@ -338,3 +338,34 @@ def test_sigterm_while_following_an_empty_queue_is_143(tmp_path) -> None:
     assert process.returncode == 143, err
     assert "nothing was changed" in err and org.transfers == []
     assert os.path.exists(SCRIPT)
+
+
+def test_a_channel_gone_while_its_socket_was_down_is_replaced(follow) -> None:
+    org, support, billing = queue_org()
+
+    def lose_the_channel(n: int) -> None:
+        if n == 1:  # as when a 21st channel of the client pushes it out, then the network blinks
+            with org.lock:
+                org.drop_sockets()
+                org.channels.clear()
+
+    calls, arrive = arrivals(org, support, 4, every=0.8, then=lose_the_channel)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "6s", during=arrive)
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+    assert len(org.sent("POST", "/api/v2/notifications/channels")) == 2
+    assert "by listing it every" not in result.err
+
+
+def test_a_bulk_run_without_follow_opens_no_channel(run_inprocess) -> None:
+    org, support, billing = queue_org()
+    calls = [org.add_waiting_call(support, caller=f"+155505000{n}") for n in range(2)]
+
+    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", billing)
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+    assert "moving 2 calls" in result.err and "transferring conversation" not in result.err
+    assert "following" not in result.err and not org.sent("POST", "/api/v2/notifications")
