@@ -1036,6 +1036,7 @@ class Call:
     started: float | None = None
     elapsed_ms: int | None = None
     reported: bool = False                 # its final line was written
+    held_back: bool = False                # not sent: an earlier transfer of it may not be applied yet
 
     def skip(self, reason: str, error: TransferCallError | None = None) -> None:
         """Nothing to do for this call (already there, done earlier), or nothing possible (ended, answered first)."""
@@ -2385,6 +2386,7 @@ def hold_back(call: Call, why: str, then: str = ", or run again in a moment") ->
     """Send nothing for a call an earlier transfer of which may not be applied yet: a second could move it twice."""
     call.fail(f"{why}; nothing was sent: look at the call{then}",
               Unavailable(f"conversation {call.conversation_id}: a transfer is pending"))
+    call.held_back = True
 
 
 def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, str | None] | None = None) -> list[Call]:
@@ -2668,7 +2670,9 @@ class Follow:
         self.thread = threading.Thread(target=self.listen, name="transfer_call events", daemon=True)
 
     def start(self, calls: list[Call]) -> None:
-        self.taken.update(call.conversation_id for call in calls)
+        """Follow from now on; the calls of the first listing are taken, but for those held back (looked at again)."""
+        self.held = {call.conversation_id: call for call in calls if call.held_back}
+        self.taken.update(call.conversation_id for call in calls if not call.held_back)
         self.next_listing = time.monotonic() + POLLING_EVERY
         self.thread.start()
 
@@ -2677,6 +2681,8 @@ class Follow:
         self.closed.set()
         if self.thread.is_alive():
             self.thread.join(timeout=5.0)
+        if self.held and not self.stop.signalled:  # those no longer waiting went with the other run's transfer
+            self.listing()
         for call in self.held.values():
             self.report.call(call)
         return list(self.held.values())
@@ -3259,7 +3265,7 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     follow = Follow(org, settings, plan, source, stop, report) if settings.follow and source else None
     report.total, report.started, report.following = len(calls), time.monotonic(), follow is not None
     for call in calls:
-        if call.decided:
+        if call.decided and not (follow and call.held_back):  # a follow run looks at those again (Follow.start)
             report.call(call)
     todo = [call for call in calls if not call.decided]
     moving = any(call.move for call in todo)  # a list's calls already in the target are changed in place
@@ -3294,7 +3300,8 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
                 send_calls(org, todo, settings, stop, report, follow)
     finally:
         if follow is not None:
-            calls += follow.close()
+            held = follow.close()
+            calls[:] = [call for call in calls if not call.held_back] + held
             todo += follow.calls
             calls += follow.calls
         for call in todo:

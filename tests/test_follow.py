@@ -10,6 +10,7 @@ own leg, soon after it arrived.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -29,23 +30,27 @@ EVENT_BOUND = 2.0  # seconds from arrival to the transfer's 202, with events (th
 
 @pytest.fixture
 def follow(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Run main(argv) in-process against `org` served on 127.0.0.1, while `during` runs in a thread."""
+    """Run main(argv) in-process against `org` served on 127.0.0.1 (one address per org: its runs share their
+    journal and locks), while `during` runs in a thread."""
     monkeypatch.setattr(transfer_call, "POLL_INTERVAL", 0.05)
     monkeypatch.setattr(transfer_call, "VERIFY_EVERY", 1.0)
+    with contextlib.ExitStack() as servers:
+        served: dict[int, str] = {}
 
-    def run(org: FakeOrg, *argv: str, during: Callable[[], None] = lambda: None) -> Run:
-        with serve(org) as base_url:
-            for name, value in script_environment(org, base_url).items():
+        def run(org: FakeOrg, *argv: str, during: Callable[[], None] = lambda: None) -> Run:
+            if id(org) not in served:
+                served[id(org)] = servers.enter_context(serve(org))
+            for name, value in script_environment(org, served[id(org)]).items():
                 if name.startswith("GENESYS_"):
                     monkeypatch.setenv(name, value)
             thread = threading.Thread(target=during, daemon=True)
             thread.start()
             code = transfer_call.main(list(argv))
             thread.join(timeout=10)
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
+            captured = capsys.readouterr()
+            return Run(code, captured.out, captured.err)
 
-    return run
+        yield run
 
 
 def queue_org(**options) -> tuple[FakeOrg, str, str]:
@@ -369,3 +374,33 @@ def test_a_bulk_run_without_follow_opens_no_channel(run_inprocess) -> None:
     moved_once(org, calls, billing)
     assert "moving 2 calls" in result.err and "transferring conversation" not in result.err
     assert "following" not in result.err and not org.sent("POST", "/api/v2/notifications")
+
+
+def test_a_leg_another_run_sent_is_held_back_until_that_transfer_applies(follow) -> None:
+    org, support, billing = queue_org(transfer_delay=1.5)
+    call = org.add_waiting_call(support)
+    [leg] = org.live_participants(call, "acd")
+    first = follow(org, "--from-queue", "Support", "--queue-id", billing, "--wait", "0")  # sent; applies 1.5 s later
+    assert first.code == 0 and org.queue_of(call) == support
+
+    second = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", "--json")
+
+    # held back while the first run's transfer was pending, looked at again, gone with it: nothing left to do
+    assert second.code == 0, second.err
+    assert second.out == ""
+    assert [t["participantId"] for t in org.transfers] == [leg["id"]], (first.err, second.err, second.out)
+    assert org.queue_of(call) == billing
+
+
+def test_a_leg_held_back_to_the_end_of_the_window_is_reported_not_sent(follow) -> None:
+    org, support, billing = queue_org(transfer_delay=30)  # the first run's transfer does not apply in the window
+    call = org.add_waiting_call(support)
+    follow(org, "--from-queue", "Support", "--queue-id", billing, "--wait", "0")
+
+    second = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "2s", "--json")
+
+    assert second.code == 6, second.err
+    [record] = final_records(second.out)
+    assert record["conversationId"] == call and record["status"] == "failed" and record["moved"] == "no"
+    assert "a run on this machine sent a transfer of this very leg" in record["reason"]
+    assert len(org.transfers) == 1
