@@ -1,4 +1,15 @@
 #!/usr/bin/env python3
+# /// script
+# requires-python = ">=3.10"
+# dependencies = [
+#   "PureCloudPlatformClientV2==269.0.0",
+#   "httpx==0.28.1",
+#   "httpx-ws==0.9.0",
+#   "python-dotenv==1.2.4",
+#   "phonenumberslite==9.0.42",
+#   "tqdm==4.70.1",
+# ]
+# ///
 """Blind-transfer live Genesys Cloud voice calls to another queue, check that they landed, and set how they route.
 
 Find the call by agent (--user-id / --user-email), conversation (--conversation-id) or caller

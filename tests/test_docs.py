@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import transfer_call
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +63,33 @@ def test_the_demo_org_has_the_ids_the_readme_shows() -> None:
 
     for name in ("agent", "agent_call", "waiting_call", "support", "billing"):
         assert getattr(scenario, name) in README, name
+
+
+def script_metadata() -> dict:
+    """The PEP 723 `# /// script` block at the top of transfer_call.py, parsed."""
+    import tomllib
+
+    text = (ROOT / "transfer_call.py").read_text()
+    block = re.search(r"^# /// script\n((?:#.*\n)*?)# ///$", text, re.MULTILINE)
+    assert block, "transfer_call.py has no # /// script block"
+    return tomllib.loads("".join(line[2:] + "\n" for line in block.group(1).splitlines()))
+
+
+def test_the_script_block_pins_what_requirements_txt_pins() -> None:
+    metadata = script_metadata()
+    pins = [line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert metadata["dependencies"] == pins
+    assert metadata["requires-python"] == ">=3.10"
+
+
+def test_uv_runs_the_script_with_no_venv(tmp_path) -> None:
+    import shutil
+
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed here: `uv run transfer_call.py --help` was not tried")
+    done = subprocess.run([uv, "run", "--no-project", str(ROOT / "transfer_call.py"), "--help"], capture_output=True,
+                          text=True, timeout=600, cwd=tmp_path, env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv")})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: transfer_call.py")
