@@ -697,6 +697,8 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         if not text or text.startswith("#"):
             continue
         record = parse_result_line(text) if undo or not is_uuid(text) else {"conversationId": text, "status": None}
+        if record and record.get("summary") is True:  # a --json run's closing record: no call
+            continue
         ids = [record.get(key) for key in ("conversationId", "fromQueueId", "queueId")] if record else [None]
         if not (isinstance(ids[0], str) and all(i is None or isinstance(i, str) and is_uuid(i) for i in ids)):
             bad.append(number)
@@ -1296,6 +1298,21 @@ class Report:
             if self.bar is not None:
                 self.bar.set_postfix_str(self.status(), refresh=False)
                 self.bar.update(int(first))
+
+    def end(self, code: int, reason: str | None) -> None:
+        """--json: the run's summary record, stdout's last line (readers of result lines skip it: "summary": true)."""
+        counts = {"moved": len(self.moved), "verified": self.verified, "updated": self.counts["updated"],
+                  "unknown": self.counts["unknown"], "skipped": self.counts["skipped"],
+                  "failed": self.counts["failed"], "notSent": self.counts["not-sent"]}
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        record = {"summary": True, "exitCode": int(code), "changed": self.changed, "counts": counts,
+                  "requests": self.transport.requests_sent if self.transport else 0, "reason": reason,
+                  "timestamp": now}
+        streams, self.streams = self.streams, {"stdout": self.streams["stdout"]}  # not the --output file
+        try:
+            self.line(json.dumps(record, sort_keys=True))
+        finally:
+            self.streams = streams
 
     def close(self) -> None:
         """Close the --output file (stdout is the interpreter's)."""
@@ -3546,8 +3563,13 @@ the environment replaces the .env file the same way):
 
 
 def configure_logging(args: argparse.Namespace) -> None:
+    """Log lines on stderr; when it is not a terminal (cron, 2>> run.log), each starts with its UTC time."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("transfer_call: %(message)s"))
+    terminal = sys.stderr is not None and sys.stderr.isatty()
+    formatter = logging.Formatter("transfer_call: %(message)s" if terminal else
+                                  "%(asctime)s transfer_call: %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
     log.handlers[:] = [handler]
     log.propagate = False
     log.setLevel(logging.DEBUG if args.verbose else logging.ERROR if args.quiet else logging.INFO)
@@ -3571,11 +3593,24 @@ def open_output(path: str | None) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     stop, args, report, org = Stop(), None, None, None
+    said: list[str] = []  # the line that explains the exit code, for the --json summary record
+
+    def finish(code: int, text: str | None = None, *, error: bool = True) -> int:
+        """Say why the run ends (an error on stderr; "no call to move", exit 4, is an outcome: -q silences it)."""
+        if text:
+            said.append(text)
+            if code == ExitCode.NO_LIVE_CALL:
+                log.info("%s", text)
+            else:
+                log.error("%s%s", "error: " if error else "", text)
+        return code
+
     # Signals only set the stop flag (see Stop): no request is sent after one, whatever was running.
     handlers = {}
     if threading.current_thread() is threading.main_thread():  # a signal ignored (nohup) stays ignored
         handlers = {number: signal.signal(number, stop.handle) for number in STOP_SIGNALS
                     if signal.getsignal(number) != signal.SIG_IGN}
+    code = ExitCode.UNEXPECTED
     try:
         args = parse_args(argv)
         configure_logging(args)
@@ -3587,7 +3622,8 @@ def main(argv: list[str] | None = None) -> int:
         report.transport = org.transport
         authenticate(org, settings)
         if settings.check:
-            return run_check(org, settings, report)
+            code = run_check(org, settings, report)
+            return code
         calls = run(org, settings, report, stop)
         code, message = exit_status(calls, stop)
         if settings.follow and stop.signalled:  # the window was cut short: not all was done
@@ -3596,33 +3632,40 @@ def main(argv: list[str] | None = None) -> int:
             message = (f"{message}; " if message else "" if changed else "nothing was changed; ") + \
                 "the calls that arrive from now on are not moved: run it again to go on following"
         if stop.signalled and code != ExitCode.OK:
-            log.error("%s (%s); %s", stop.reason, report.tally(), message or "nothing was changed; run it again")
+            code = finish(code, f"{stop.reason} ({report.tally()}); "
+                          f"{message or 'nothing was changed; run it again'}", error=False)
         elif message:
-            log.error("error: %s", message)
+            code = finish(code, message)
         return code
     except Stopped as exc:
         if report is not None and report.changed:
-            log.error("%s; something was changed: read the result lines, then run it again", exc.reason)
-            return ExitCode.PARTIAL
-        log.error("%s before anything was changed; nothing was sent", exc.reason)
-        return exc.exit_code
+            code = finish(ExitCode.PARTIAL, f"{exc.reason}; something was changed: read the result lines, then run "
+                          "it again", error=False)
+        else:
+            code = finish(exc.exit_code, f"{exc.reason} before anything was changed; nothing was sent", error=False)
+        return code
     except TransferCallError as exc:
         if report is not None and report.changed:
-            log.error("error: %s; something was changed before it: read the result lines", exc)
-            return ExitCode.PARTIAL
-        log.error("error: %s", exc)
-        return exc.exit_code
+            code = finish(ExitCode.PARTIAL, f"{exc}; something was changed before it: read the result lines")
+        else:
+            code = finish(exc.exit_code, str(exc))
+        return code
     except KeyboardInterrupt:
-        log.error("%s before anything was changed; nothing was sent", stop.reason if stop.signalled else "interrupted")
-        return stop.exit_code or ExitCode.INTERRUPTED
+        code = finish(stop.exit_code or ExitCode.INTERRUPTED, f"{stop.reason if stop.signalled else 'interrupted'} "
+                      "before anything was changed; nothing was sent", error=False)
+        return code
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 1 (8 after a change)
+        said.append(f"unexpected error: {type(exc).__name__}: {exc}")
         log.error("unexpected error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc,
                   exc_info=bool(args and args.verbose))
-        return ExitCode.PARTIAL if report is not None and report.changed else ExitCode.UNEXPECTED
+        code = ExitCode.PARTIAL if report is not None and report.changed else ExitCode.UNEXPECTED
+        return code
     finally:
         stop.preparing = False  # a signal now must not interrupt the clean-up
         if org is not None:
             org.close()
+        if args is not None and args.json:  # the run's last stdout line, whatever happened
+            (report or Report(True, stop=stop)).end(code, said[-1] if said else None)
         if report is not None:
             report.close()
         starting = globals().get("stopped_while_starting")  # defined when run as a script

@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -40,9 +41,19 @@ def scenario() -> Scenario:
 
 @dataclasses.dataclass
 class Run:
+    """A run's exit code and output; `err` without the UTC times that start each line when stderr is no terminal
+    (`stamped_err` keeps them)."""
+
     code: int
     out: str
-    err: str
+    stamped_err: str
+
+    @property
+    def err(self) -> str:
+        return LOG_TIME.sub("", self.stamped_err)
+
+
+LOG_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (?=transfer_call: )", re.MULTILINE)
 
 
 @pytest.fixture
@@ -95,11 +106,24 @@ def run_script(base_url: str, org: FakeOrg, *argv: str, env: dict[str, str] | No
     return Run(done.returncode, done.stdout, done.stderr)
 
 
+def json_lines(out: str) -> list[dict]:
+    """The --json result lines of a run (or --check's rows), without the run's closing summary record."""
+    return [record for record in map(json.loads, out.splitlines()) if record.get("summary") is not True]
+
+
+def summary_record(out: str) -> dict:
+    """The --json summary record that ends every run's stdout."""
+    record = json.loads(out.splitlines()[-1])
+    assert record["summary"] is True
+    return record
+
+
 def final_records(out: str) -> list[dict]:
     """The --json records of a run, the last one of each call (a moved call's first line comes before its check)."""
     records: dict[str, dict] = {}
-    for line in out.splitlines():
-        record = json.loads(line)
+    for record in map(json.loads, out.splitlines()):
+        if record.get("summary") is True:  # the run's closing record
+            continue
         records.pop(record["conversationId"], None)
         records[record["conversationId"]] = record
     return list(records.values())

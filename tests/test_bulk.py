@@ -13,7 +13,7 @@ import time
 import pytest
 
 import transfer_call
-from conftest import SCRIPT, final_records, run_script
+from conftest import json_lines, SCRIPT, final_records, run_script
 from fake_org import FakeOrg, script_environment
 
 
@@ -41,7 +41,7 @@ def test_every_waiting_call_moves_once_through_answers_hangups_429_and_a_lost_50
     result = run_inprocess(org, "--from-queue", "Support", "--queue-name", "Overflow", "--yes", "--json")
 
     assert result.code == 0, result.err
-    records = {r["conversationId"]: r for r in map(json.loads, result.out.splitlines())}
+    records = {r["conversationId"]: r for r in json_lines(result.out)}
     assert set(records) == set(calls)
     still_waiting = [c for c in calls if c not in (answered, hung_up)]
     assert all(org.queue_of(c) == overflow for c in still_waiting)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from conftest import Scenario
+from conftest import json_lines, Scenario
 
 
 def rows(out: str) -> dict[str, dict]:
-    return {row["permission"]: row for row in map(json.loads, out.splitlines())}
+    return {row["permission"]: row for row in json_lines(out)}
 
 
 def test_check_probes_everything_without_a_mode_and_changes_nothing(scenario: Scenario, run_inprocess) -> None:

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import SCRIPT, Scenario, final_lines, final_records, run_script
+from conftest import json_lines, SCRIPT, Scenario, final_lines, final_records, run_script
 from fake_org import FakeOrg, build_scenario, script_environment
 from test_bulk import evacuation_org, transfers_per_call
 
@@ -94,7 +94,7 @@ def test_a_signal_while_a_single_call_is_verified_records_the_move(served) -> No
     out, err = process.communicate(timeout=120)
 
     assert process.returncode == 8, err  # it moved: partly done (not verified)
-    first, record = [json.loads(line) for line in out.splitlines()]  # moved, then stopped while verifying
+    first, record = json_lines(out)  # moved, then stopped while verifying
     assert (first["status"], first["moved"], first["final"]) == ("transferred", "yes", False)
     assert (record["status"], record["moved"], record["verified"], record["final"]) == ("transferred", "yes", False,
                                                                                        True)
@@ -160,7 +160,7 @@ def test_rerunning_a_move_that_already_happened_is_success_and_sends_nothing(sce
     rerun = run_script(base_url, org, *argv)
 
     assert rerun.code == 0, rerun.err
-    [record] = [json.loads(line) for line in rerun.out.splitlines()]
+    [record] = json_lines(rerun.out)
     assert record["status"] == "skipped" and "already waiting in queue" in record["reason"]
     assert len(org.sent("POST", "/replace/queue")) == 1 and len(org.transfers) == 1
     assert org.queue_of(scenario.waiting_call) == scenario.billing

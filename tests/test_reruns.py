@@ -41,6 +41,8 @@ def last_by_call(out: str) -> dict[str, dict]:
             continue
         if line.startswith("{"):
             record = json.loads(line)
+            if record.get("summary") is True:  # the run's closing record
+                continue
         else:
             status, conversation_id = line.split()[:2]
             record = {"status": status, "conversationId": conversation_id, "line": line}

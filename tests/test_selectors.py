@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from conftest import SCRIPT, run_script
+from conftest import json_lines, SCRIPT, run_script
 from fake_org import FakeOrg, script_environment
 from test_bulk import transfers_per_call
 
@@ -24,7 +24,7 @@ VIP = "+13175551234"
 
 
 def records(out: str) -> dict[str, dict]:
-    return {r["conversationId"]: r for r in map(json.loads, out.splitlines())}
+    return {r["conversationId"]: r for r in json_lines(out)}
 
 
 def minutes_ago(minutes: float) -> str:
