@@ -124,6 +124,7 @@ OPERATIONS = {
     "get_routing_queue": ("GET", "/api/v2/routing/queues/{queueId}", "Queue"),
     "get_routing_queues": ("GET", "/api/v2/routing/queues", "QueueEntityListing"),
     "post_users_search": ("POST", "/api/v2/users/search", "UsersSearchResponse"),
+    "get_user": ("GET", "/api/v2/users/{userId}", "User"),
     "patch_routing_conversation": (
         "PATCH", "/api/v2/routing/conversations/{conversationId}", "RoutingConversationAttributesResponse"),
     "patch_conversations_call_participant_attributes": (
@@ -157,6 +158,7 @@ DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")   # --waiting-over: 90, 90s
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 SDK_EXPORT = re.compile(r"^from \.([\w.]+) import (\w+)\s*$", re.MULTILINE)  # the SDK's __init__ lines
 EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+CHANNEL_ID = re.compile(r"(/notifications/channels/)[^/]+")  # a channel's id opens its socket: never logged
 
 ENV_VARS = {
     "GENESYS_CLIENT_ID": "OAuth client id (client credentials grant)",
@@ -346,6 +348,7 @@ class Settings:
     yes: bool = False
     concurrency: int = DEFAULT_CONCURRENCY
     dry_run: bool = False
+    list_calls: bool = False                  # --list: print the calls the selector picks, as they are; change nothing
     wait: float = DEFAULT_WAIT
     retry_budget: float = DEFAULT_RETRY_BUDGET
     timeout: float = DEFAULT_TIMEOUT
@@ -360,6 +363,11 @@ class Settings:
     def single(self) -> bool:
         """One call named (by agent, conversation or caller), as opposed to a bulk selection."""
         return not (self.from_queue or self.source)
+
+    @property
+    def read_only(self) -> bool:
+        """--dry-run or --list: nothing is sent that changes anything, so no lock is needed."""
+        return self.dry_run or self.list_calls
 
     @property
     def in_place(self) -> bool:
@@ -526,7 +534,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     if not which and not args.check:
         problems.append("say which call to move: --user-id, --user-email, --conversation-id or --caller (or, for "
                         "many: --from-queue, --conversations-file, --undo)")
-    if not where and not args.check and not (changes_routing or attributes_asked) and "undo" not in which:
+    if not where and not args.check and not args.list and not (changes_routing or attributes_asked) and \
+            "undo" not in which:
         problems.append("say where to move it: --queue-id or --queue-name (or, to change calls where they wait: "
                         "--priority, --skill, --language or --attribute)")
     if where and not args.check and (changes_routing or attributes_asked) and not any(
@@ -568,7 +577,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
         if "from_queue" not in values:
             problems.append("--follow goes with --from-queue")
         clashes = [flag for flag, given in (("--dry-run", args.dry_run), ("--waiting-over", args.waiting_over),
-                                            ("--limit", args.limit), ("--check", args.check)) if given]
+                                            ("--limit", args.limit), ("--check", args.check), ("--list", args.list))
+                   if given]
         if clashes:
             problems.append(f"--follow cannot go with {' or '.join(clashes)}: it moves every call that waits or "
                             "arrives; look first with --dry-run (without --follow)")
@@ -606,6 +616,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     user_email=values.get("user_email"), queue_name=values.get("queue_name"),
                     from_queue=from_queue and (from_queue.lower() if is_uuid(from_queue) else from_queue), **lower,
                     limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run,
+                    list_calls=args.list,
                     wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check,
                     priority=priority, skills=skills, language=language, attributes=attributes, caller=caller,
                     listed=listed, undo="undo" in values, source=source, waiting_over=waiting_over, media=media,
@@ -694,6 +705,8 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         text = line.strip()
         if not text.startswith("{") and is_uuid(text.split("#", 1)[0].strip()):
             text = text.split("#", 1)[0].strip()  # an id with a comment after it
+        elif text.startswith("listed ") and not undo and is_uuid(text.split(" ", 2)[1]):
+            text = text.split(" ", 2)[1]  # a --list line names the call
         if not text or text.startswith("#"):
             continue
         record = parse_result_line(text) if undo or not is_uuid(text) else {"conversationId": text, "status": None}
@@ -1535,7 +1548,8 @@ class Transport:
                 continue
             self.reached = True
             status = response.status_code
-            log.debug("%s %s -> %d (%.0f ms)", options.method, path, status, (time.monotonic() - started) * 1000)
+            log.debug("%s %s -> %d (%.0f ms)", options.method, CHANNEL_ID.sub(r"\1...", path), status,
+                      (time.monotonic() - started) * 1000)
             if status == 401 and not is_token_request and not reauthenticated and self.reauthenticate:
                 # A 401 is decided before the request is processed: resending cannot double it.
                 reauthenticated = True
@@ -2393,7 +2407,7 @@ def make_plan(org: Org, settings: Settings) -> Plan:
     target: tuple[str | None, str | None] = (None, None)
     if settings.queue_id or settings.queue_name:
         target = resolved(lambda: queue_to_use(org, settings.queue_id, settings.queue_name,
-                                               settings.dry_run or settings.check or not settings.single)) or target
+                                               settings.read_only or settings.check or not settings.single)) or target
     routing: dict[str, Any] = {}
     if settings.priority is not None:
         routing["priority"] = settings.priority
@@ -2406,7 +2420,7 @@ def make_plan(org: Org, settings: Settings) -> Plan:
             lambda: resolve_named(org, "language", settings.language)), "id", None)
     if problems:
         raise UsageError("; ".join(problems))
-    return Plan(*target, in_place=settings.in_place, routing=routing, attributes=dict(settings.attributes),
+    return Plan(*target, in_place=settings.in_place and not settings.list_calls, routing=routing, attributes=dict(settings.attributes),
                 verify=settings.wait > 0, undo=settings.undo)
 
 
@@ -2428,13 +2442,13 @@ def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, st
     if source is not None:
         calls = list_source_queue(org, settings, plan, source)
     else:
-        if settings.listed and not settings.dry_run:
+        if settings.listed and not settings.read_only:
             org.lock("the calls listed in files (--conversations-file, --undo)")
         calls = list_moves_to_undo(org, settings, plan) if settings.undo else \
             list_named_calls(org, settings, plan) if settings.listed else [find_call(org, settings, plan)]
-        if not settings.listed and not settings.dry_run:
+        if not settings.listed and not settings.read_only:
             org.lock(f"conversation {calls[0].conversation_id}")
-    journal = org.journal() if not settings.dry_run else {}
+    journal = org.journal() if not settings.read_only else {}
     for call in calls:
         if not call.decided and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
             where = call.queue_name or call.queue_id
@@ -2578,11 +2592,11 @@ def source_queue(org: Org, settings: Settings, plan: Plan) -> tuple[str, str | N
     """--from-queue's (id, name; None when given by id and not looked up), locked for this run unless a dry run."""
     source_is_id = is_uuid(settings.from_queue)
     source_id, source_name = queue_to_use(org, settings.from_queue if source_is_id else None,
-                                          None if source_is_id else settings.from_queue, settings.dry_run)
+                                          None if source_is_id else settings.from_queue, settings.read_only)
     if source_id == plan.queue_id:
         raise UsageError(f"--from-queue and the target are the same queue ({source_name or source_id}); "
                          "choose another target")
-    if not settings.dry_run:
+    if not settings.read_only:
         org.lock(f"queue {source_id}")
     return source_id, source_name
 
@@ -2626,6 +2640,92 @@ def list_source_queue(org: Org, settings: Settings, plan: Plan, source: tuple[st
     return calls
 
 
+# --- --list: the calls as they are -----------------------------------------------------------
+
+class Names:
+    """Names of queues, users, skills and languages by id, each looked up once; the id itself when it cannot be."""
+
+    def __init__(self, org: Org) -> None:
+        self.org, self.known = org, {}
+        self.lock = threading.Lock()
+
+    def __call__(self, kind: str, entity_id: str | None, name: str | None = None) -> str | None:
+        if not entity_id or name:
+            return name or entity_id
+        with self.lock:
+            if (kind, entity_id) not in self.known:
+                operation, parameter = {"queue": ("get_routing_queue", "queueId"), "user": ("get_user", "userId"),
+                                        "skill": ("get_routing_skill", "skillId"),
+                                        "language": ("get_routing_language", "languageId")}[kind]
+                try:
+                    found = self.org.api(f"reading {kind} {entity_id}", operation, path={parameter: entity_id}).name
+                except (AuthError, NotFound, NoLiveCall, TransferRefused):  # not visible to the client: its id
+                    found = None
+                self.known[kind, entity_id] = found or entity_id
+            return self.known[kind, entity_id]
+
+
+def describe_call(conversation: Any, call: Call, names: Names) -> dict[str, Any]:
+    """--list's record of a call: where it is (a queue, or an agent), how long it has waited, how it routes, and the
+    leg the selector would move."""
+    waiting, agent = waiting_leg(conversation), pick_agent_participant(conversation)
+    record: dict[str, Any] = {"status": "listed", "conversationId": call.conversation_id, "mediaType": call.media,
+                              "participantId": call.participant_id, "purpose": call.purpose}
+    if waiting is not None:
+        data = waiting.conversation_routing_data
+        since = waiting.start_time or waiting.connected_time
+        record.update(queueId=waiting.queue_id, queueName=names("queue", waiting.queue_id, waiting.queue_name),
+                      scheduled=is_scheduled(waiting) or None,
+                      waitingSeconds=round((dt.datetime.now(dt.timezone.utc) - since).total_seconds()) if since and
+                      not is_scheduled(waiting) else None,
+                      priority=data.priority if data else None,
+                      skills=[names("skill", s.id) for s in data.skills or []] if data else None,
+                      language=names("language", data.language.id) if data and data.language else None)
+    elif agent is not None:
+        record.update(userId=agent.user_id, userName=names("user", agent.user_id),
+                      queueId=agent.queue_id, queueName=names("queue", agent.queue_id, agent.queue_name))
+    return {key: value for key, value in record.items() if value is not None}
+
+
+def format_listed(record: Mapping[str, Any], as_json: bool) -> str:
+    """One --list line: listed <id> <media> waiting in queue Q for 95s (priority 10, ...): participant P (acd)."""
+    if as_json:
+        return json.dumps(record, sort_keys=True)
+    if "userId" in record:
+        where = f"with agent {record['userName']}" + (f" (user {record['userId']})" if record["userName"] !=
+                                                       record["userId"] else "")
+    elif "queueId" in record:
+        state = "scheduled" if record.get("scheduled") else "waiting"
+        waited = f" for {record['waitingSeconds']}s" if "waitingSeconds" in record else ""
+        where = f"{state} in queue {record['queueName']}{waited}"
+        routing = [f"priority {record.get('priority', 0)}",
+                   f"skills {', '.join(record['skills']) or '-'}" if "skills" in record else "",
+                   f"language {record.get('language', '-')}"]
+        where += f" ({'; '.join(part for part in routing if part)})"
+    else:
+        where = "in no queue and with no agent"
+    return (f"listed {record['conversationId']} {record.get('mediaType') or 'voice'} {where}: would move participant "
+            f"{record['participantId']} ({record['purpose']})")
+
+
+def list_calls(org: Org, calls: list[Call], settings: Settings, report: Report) -> list[Call]:
+    """--list: print each call the selector picked, read live as it is now; send nothing that changes anything."""
+    picked = [call for call in calls if not call.decided]
+    names, shown = Names(org), []
+    for call, conversation in zip(picked, read_conversations(org, [c.conversation_id for c in picked],
+                                                              settings.concurrency), strict=True):
+        if isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
+            continue  # it ended since it was picked
+        report.line(format_listed(describe_call(conversation, call, names), settings.output_json))
+        call.dry_run = True  # done: it was shown
+        shown.append(call)
+    if not shown:
+        raise NoLiveCall("no call to act on: " + (next((str(c.error or c.reason) for c in calls if c.decided), "")
+                                                   or "the calls picked have ended"))
+    log.info("listed %s; nothing was changed", plural(len(shown), "call"))
+    return shown
+
+
 # --- --follow: the calls that arrive while the run lasts --------------------------------------
 
 class FollowUnavailable(TransferCallError):
@@ -2644,7 +2744,7 @@ def parse_time(text: Any) -> dt.datetime | None:
         return None
 
 
-def event_leg(body: Mapping[str, Any], queue_id: str) -> Mapping[str, Any] | None:
+def event_leg(body: Mapping[str, Any], queue_id: str, callback: bool = False) -> Mapping[str, Any] | None:
     """The queue leg an event's conversation shows live in queue_id, with no agent on the call; None otherwise.
 
     The event body is the conversation with flat participants (QueueConversationCallEventTopicCall
@@ -2659,8 +2759,10 @@ def event_leg(body: Mapping[str, Any], queue_id: str) -> Mapping[str, Any] | Non
 
     if any(p.get("purpose") == "agent" and live(p) for p in participants):
         return None
-    return next((p for p in participants if p.get("purpose") == "acd" and live(p)
-                 and (p.get("queue") or {}).get("id") == queue_id), None)
+    leg = next((p for p in participants if p.get("purpose") == "acd" and live(p)
+                and (p.get("queue") or {}).get("id") == queue_id), None)
+    # a call's queue leg is taken once it is connected (waiting); a callback's, in any live state (read live next)
+    return leg if leg is not None and (leg.get("state") == "connected" or callback) else None
 
 
 class Follow:
@@ -2683,7 +2785,9 @@ class Follow:
         self.org, self.settings, self.plan, self.stop, self.report = org, settings, plan, stop, report
         self.source = source
         self.ends = time.monotonic() + (settings.follow or 0.0)
-        self.taken: set[str] = set()              # conversations this run acted on, or decided: never again
+        self.taken: set[str] = set()              # legs this run picked (to act on, or decided): never again
+        self.acted: list[Call] = []               # every call the run picked; a conversation it sent for is done
+        self.last_look = False                    # the listing at the window's end is done
         self.held: dict[str, Call] = {}           # held back by the journal when last seen: looked at again later
         self.calls: list[Call] = []               # the calls the window added
         self.hints: queue.SimpleQueue[tuple[str, Mapping[str, Any]]] = queue.SimpleQueue()  # (media, event body)
@@ -2700,7 +2804,8 @@ class Follow:
     def start(self, calls: list[Call]) -> None:
         """Follow from now on; the calls of the first listing are taken, but for those held back (looked at again)."""
         self.held = {call.conversation_id: call for call in calls if call.held_back}
-        self.taken.update(call.conversation_id for call in calls if not call.held_back)
+        self.taken.update(call.participant_id for call in calls if not call.held_back)
+        self.acted = list(calls)
         self.next_listing = time.monotonic() + POLLING_EVERY
         self.thread.start()
 
@@ -2720,28 +2825,37 @@ class Follow:
         return self.stop.is_set() or time.monotonic() >= self.ends
 
     def more(self, timeout: float) -> list[Call] | None:
-        """The calls that arrived since the last look, waiting up to `timeout` s for one; None once the window is over."""
-        if self.over:
+        """The calls that arrived since the last look, waiting up to `timeout` s for one; None once the window is over.
+
+        The window's end brings one last listing (unless a stop was asked for): a call whose event
+        was missed since the last one is moved, not left behind with exit 0.
+        """
+        if self.stop.is_set() or self.over and self.last_look:
             return None
         now = time.monotonic()
-        if self.list_now.is_set() or now >= self.next_listing:
+        if self.over:
+            self.last_look = True
+            found = self.listing()
+        elif self.list_now.is_set() or now >= self.next_listing:
             self.list_now.clear()
             self.next_listing = now + (LISTING_EVERY if self.connected else POLLING_EVERY)
             found = self.listing()
         else:
             found = self.arrivals(min(timeout, self.next_listing - now, self.ends - now))
         journal = self.org.journal() if found else {}
+        changed = {call.conversation_id for call in self.acted if call.changed}  # never a second move in a run
         fresh = []
         for call in found:
-            if call.conversation_id in self.taken:
+            if call.participant_id in self.taken or call.conversation_id in changed:
                 continue
             if held_by_journal(call, journal):  # another run's transfer of this leg may still apply
                 self.held[call.conversation_id] = call
                 continue
             self.held.pop(call.conversation_id, None)
-            self.taken.add(call.conversation_id)
+            self.taken.add(call.participant_id)
             fresh.append(call)
         self.calls += fresh
+        self.acted += fresh
         return fresh
 
     def listing(self) -> list[Call]:
@@ -2786,17 +2900,23 @@ class Follow:
         calls: dict[str, Call] = {}
         target = (self.source[0], self.source[1]) if self.plan.in_place else (self.plan.queue_id, self.plan.queue_name)
         for medium, body in hints:
-            leg, conversation_id = event_leg(body, self.source[0]), str(body.get("id"))
-            if leg is None or conversation_id in self.taken or conversation_id in calls:
+            leg, conversation_id = event_leg(body, self.source[0], medium == "callback"), str(body.get("id"))
+            if leg is None or leg["id"] in self.taken or conversation_id in calls:
                 continue
             if medium == "callback":  # scheduled or routed shows on the live conversation only
-                with contextlib.suppress(NoLiveCall, Stopped):
+                try:
                     conversation = self.org.conversation(conversation_id)
-                    waiting = waiting_leg(conversation)
-                    call = call_in(conversation, waiting, self.plan) if waiting is not None and \
-                        waiting.queue_id == self.source[0] else None
-                    if call is not None and not call.decided:
-                        calls[conversation_id] = call
+                except (NoLiveCall, Stopped):
+                    continue
+                except TransferCallError as exc:  # the next listing looks again
+                    log.warning("reading callback %s failed (%s); the next listing of queue %s looks again",
+                                conversation_id, exc, self.where)
+                    continue
+                waiting = waiting_leg(conversation)
+                call = call_in(conversation, waiting, self.plan) if waiting is not None and \
+                    waiting.queue_id == self.source[0] else None
+                if call is not None and not call.decided:
+                    calls[conversation_id] = call
                 continue
             participants = body.get("participants") or []
             starts = [moment for p in participants if (moment := parse_time(p.get("startTime")))]
@@ -2876,19 +2996,30 @@ class Follow:
 
     def read(self, channel: types.SimpleNamespace) -> None:
         """Read the channel's socket until the window ends or Genesys closes it for maintenance; raise when it fails."""
+        import socket
+
         httpx_ws = import_dependency("httpx_ws")
         url = re.sub(r"^ws", "http", channel.uri)  # httpx speaks http(s); the upgrade makes it a WebSocket
         try:
             with httpx_ws.connect_ws(url, self.org.transport.client, keepalive_ping_interval_seconds=None) as ws:
                 self.connected = self.ever_connected = True
                 self.list_now.set()  # what arrived while no socket was open
-                self.receive(ws, channel)
+                try:
+                    self.receive(ws, channel)
+                finally:  # say goodbye, then cut the socket: a read blocked on a dead one must end too
+                    self.connected = False
+                    with contextlib.suppress(Exception):
+                        ws.send(import_dependency("wsproto").events.CloseConnection(code=1000))
+                    with contextlib.suppress(Exception):
+                        ws.stream.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
         except httpx_ws.WebSocketUpgradeError as exc:
-            refused = f"the WebSocket to {urllib.parse.urlsplit(url).netloc} was refused (HTTP " \
-                      f"{exc.response.status_code}"
-            if not self.ever_connected:
+            status = exc.response.status_code
+            refused = f"the WebSocket to {urllib.parse.urlsplit(url).netloc} was refused (HTTP {status}"
+            if status in (401, 403, 407) and not self.ever_connected:  # by a proxy or a firewall: so it stays
                 raise FollowUnavailable(f"{refused}; a proxy or firewall?)") from None
-            raise TransferCallError(f"{refused}; the channel may be gone: opening a new one)") from None
+            if status in (404, 410):
+                raise TransferCallError(f"{refused}; the channel is gone: opening a new one)") from None
+            raise ConnectionError(f"{refused})") from None  # busy, or a blip: the same channel again, later
         finally:
             self.connected = False
 
@@ -3229,7 +3360,7 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
             todo.clear()
             following = following and arrived(0.2)
             futures[:] = [future for future in futures if not future.done()]
-            _, running = concurrent.futures.wait(list(futures), timeout=0 if follow else 0.2)
+            _, running = concurrent.futures.wait(list(futures), timeout=0 if following else 0.2)
             report.tick()
             if stop.signalled and not announced:
                 announced = True
@@ -3292,6 +3423,8 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     calls = select_calls(org, settings, plan, source)
     follow = Follow(org, settings, plan, source, stop, report) if settings.follow and source else None
     report.total, report.started, report.following = len(calls), time.monotonic(), follow is not None
+    if settings.list_calls:
+        return list_calls(org, calls, settings, report)
     for call in calls:
         if call.decided and not (follow and call.held_back):  # a follow run looks at those again (Follow.start)
             report.call(call)
@@ -3307,7 +3440,9 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
         if not settings.single:
             log.info("dry run: would %s %s with %s; nothing was sent", verb, what, plural(requests, "request"))
         return calls
-    if follow is not None:
+    if follow is not None:  # it may move any number of calls: always confirmed
+        confirm_bulk(CONFIRM_ABOVE + 1, f"{verb} {what}, then every call that arrives there for "
+                     f"{duration(settings.follow)}", settings)
         log.info("then following queue %s for %s: moving each call that arrives", follow.where,
                  duration(settings.follow))
     if todo and not settings.single:
@@ -3531,6 +3666,8 @@ the environment replaces the .env file the same way):
     routing.add_argument("--attribute", action="append", metavar="KEY=VALUE",
                          help="participant data on the customer, repeatable (written before the move)")
     parser.add_argument("--dry-run", action="store_true", help="find everything and print the requests; change nothing")
+    parser.add_argument("--list", action="store_true", help="print the calls the selector picks, as they are now "
+                        "(where, waited, priority, skills, language); change nothing")
     bulk = parser.add_argument_group("many calls (--from-queue, --conversations-file, --undo)")
     bulk.add_argument("--waiting-over", metavar="DURATION", help="with --from-queue: only the calls waiting longer "
                       "than this (90, 90s, 15m, 1h)")
@@ -3626,6 +3763,8 @@ def main(argv: list[str] | None = None) -> int:
             return code
         calls = run(org, settings, report, stop)
         code, message = exit_status(calls, stop)
+        if settings.follow and code == ExitCode.NO_LIVE_CALL:  # calls gone before their turn, in a window run out
+            code, message = ExitCode.OK, None
         if settings.follow and stop.signalled:  # the window was cut short: not all was done
             changed = any(call.changed for call in calls)
             code = ExitCode.PARTIAL if changed else stop.exit_code

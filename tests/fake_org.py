@@ -43,6 +43,7 @@ import queue
 import random
 import re
 import secrets
+import select
 import socket
 import threading
 import time
@@ -231,6 +232,7 @@ class FakeOrg:
         self.lose_events = False           # True: queue events are not sent (the socket stays up, heartbeats go on)
         self.silent_sockets = False        # True: sockets send nothing at all, heartbeats included
         self.block_websockets = False      # True: the WebSocket upgrade is refused (403), as by a proxy
+        self.websocket_refusals: list[int] = []  # the next upgrades are answered with these statuses, one each
         self.missing_topic_permissions: list[str] | None = None  # set: queue topics are Rejected, missing these
         self.arrived_at: dict[str, float] = {}   # conversation id → when (monotonic) it started waiting in a queue
         self.accepted_at: dict[str, float] = {}  # conversation id → when (monotonic) its last transfer was accepted
@@ -606,6 +608,8 @@ class FakeOrg:
             ("GET", rf"/api/v2/routing/queues/{ID}", "routing:queue:view", self._get_queue),
             ("GET", r"/api/v2/routing/queues", "routing:queue:view", self._list_queues),
             ("POST", r"/api/v2/users/search", "directory:user:view", self._search_users),
+            ("GET", rf"/api/v2/users/{ID}", "directory:user:view",
+             lambda user_id, **_: self._get_entity(self.users, "User", user_id)),
             ("GET", rf"/api/v2/routing/skills/{ID}", "routing:skill:view",
              lambda skill_id, **_: self._get_entity(self.skills, "Skill", skill_id)),
             ("GET", r"/api/v2/routing/skills", "routing:skill:view",
@@ -1304,12 +1308,15 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
             import hashlib
 
             from wsproto.connection import Connection, ConnectionType
-            from wsproto.events import CloseConnection, Message
+            from wsproto.events import CloseConnection, Message, Ping
 
             channel_id = self.path.rsplit("/", 1)[-1]
-            outbox = None if org.block_websockets else org.open_socket(channel_id)
+            with org.lock:
+                refusal = 403 if org.block_websockets else org.websocket_refusals.pop(0) \
+                    if org.websocket_refusals else None
+            outbox = None if refusal else org.open_socket(channel_id)
             if outbox is None:
-                status = 403 if org.block_websockets else 404
+                status = refusal or 404
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -1328,9 +1335,21 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
             try:
                 while True:
                     try:
-                        item = outbox.get(timeout=max(0.01, min(beat, close_at) - time.monotonic()))
+                        item = outbox.get(timeout=max(0.01, min(beat, close_at, time.monotonic() + 0.1)
+                                                      - time.monotonic()))
                     except queue.Empty:
                         item = None
+                    if select.select([self.connection], [], [], 0)[0]:  # the client's frames: a close, a ping
+                        data = self.connection.recv(65536)
+                        if not data:
+                            return
+                        connection.receive_data(data)
+                        for event in connection.events():
+                            if isinstance(event, (CloseConnection, Ping)):
+                                self.wfile.write(connection.send(event.response()))
+                                self.wfile.flush()
+                            if isinstance(event, CloseConnection):
+                                return
                     if item == SOCKET_DROP:
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return

@@ -89,7 +89,8 @@ def test_each_call_that_arrives_is_moved_once_within_two_seconds(follow) -> None
     waiting = org.add_waiting_call(support, caller="+15550399")
     calls, arrive = arrivals(org, support, 5, every=0.6)
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", "--json", during=arrive)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", "--yes", "--json",
+                    during=arrive)
 
     assert result.code == 0, result.err
     assert len(calls) == 5
@@ -116,7 +117,8 @@ def test_without_events_the_listing_finds_each_arrival_within_its_period(follow,
     org.lose_events = True
     calls, arrive = arrivals(org, support, 3, every=0.8)
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", "--json", during=arrive)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", "--yes", "--json",
+                    during=arrive)
 
     assert result.code == 0, result.err
     moved_once(org, calls, billing)
@@ -136,7 +138,8 @@ def test_many_events_naming_one_call_move_it_once(follow) -> None:
                 org.notify(call)
             time.sleep(0.05)
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", during=arrive_and_repeat)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", "--yes",
+                    during=arrive_and_repeat)
 
     assert result.code == 0, result.err
     assert org.events_sent >= 20
@@ -149,7 +152,7 @@ def test_a_socket_dropped_or_closed_for_maintenance_is_replaced_and_no_arrival_i
     calls, arrive = arrivals(org, support, 6, every=0.5, then=lambda n: n == 2 and (
         org.drop_sockets() if break_it == "drop" else org.socket_closing()))
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "6s", "--json", during=arrive)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "6s", "--yes", "--json", during=arrive)
 
     assert result.code == 0, result.err
     moved_once(org, calls, billing)
@@ -176,7 +179,7 @@ def test_a_silent_socket_is_taken_for_dead_after_two_heartbeats(follow, monkeypa
         wake()
         arrive()
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", during=during)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", "--yes", during=during)
 
     assert result.code == 0, result.err
     assert "no heartbeat for 0.8s" in result.err
@@ -189,7 +192,7 @@ def test_the_channel_is_subscribed_again_before_it_expires(follow) -> None:
     org.channel_ttl = 1.0  # it would expire after a second unless subscribed again
     calls, arrive = arrivals(org, support, 4, every=0.7)
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", during=arrive)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", "--yes", during=arrive)
 
     assert result.code == 0, result.err
     assert len(org.sent("PUT", "/subscriptions")) >= 3
@@ -208,7 +211,7 @@ def test_without_a_channel_it_follows_by_listing_and_says_why_once(follow, monke
         org.block_websockets = True
     calls, arrive = arrivals(org, support, 3, every=0.5)
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", during=arrive)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", "--yes", during=arrive)
 
     assert result.code == 0, result.err
     moved_once(org, calls, billing)
@@ -223,7 +226,8 @@ def test_a_socket_on_a_host_that_is_not_the_orgs_is_never_opened(run_inprocess, 
     org.stream_url = "wss://streaming.elsewhere.example"
     org.add_waiting_call(support)
 
-    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "1s", real_sleep=True)
+    result = run_inprocess(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "1s", "--yes",
+                           real_sleep=True)
 
     assert result.code == 0, result.err
     assert "not by events: the channel's socket is on wss://streaming.elsewhere.example, which is not this org's" \
@@ -244,7 +248,7 @@ def test_callbacks_that_arrive_move_by_their_own_endpoints(follow) -> None:
         arrived["voice"] = org.add_waiting_call(support, caller="+15550403")
 
     result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--media", "voice,callback", "--follow",
-                    "3s", "--json", during=arrive)
+                    "3s", "--yes", "--json", during=arrive)
 
     assert result.code == 0, result.err
     [subscription] = org.sent("PUT", "/subscriptions")
@@ -264,7 +268,7 @@ def test_routing_flags_apply_to_each_arrival_on_the_move(follow) -> None:
     org, support, billing = queue_org()
     calls, arrive = arrivals(org, support, 3, every=0.4)
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--priority", "7", "--follow", "4s",
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--priority", "7", "--follow", "4s", "--yes",
                     "--json", during=arrive)
 
     assert result.code == 0, result.err
@@ -276,7 +280,7 @@ def test_routing_flags_apply_to_each_arrival_on_the_move(follow) -> None:
 def test_an_empty_queue_followed_to_the_end_is_exit_0(follow) -> None:
     org, support, billing = queue_org()
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "1s")
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "1s", "--yes")
 
     assert result.code == 0, result.err
     assert org.transfers == []
@@ -284,11 +288,12 @@ def test_an_empty_queue_followed_to_the_end_is_exit_0(follow) -> None:
 
 
 @pytest.mark.parametrize("argv, problem", [
-    (["--conversation-id", "0b2f5f5e-7a8a-4c1b-9d3e-1f2a3b4c5d6e", "--follow", "5m"], "--follow goes with --from-queue"),
-    (["--from-queue", "Support", "--follow", "0"], "--follow 0 would never end by itself"),
+    (["--conversation-id", "0b2f5f5e-7a8a-4c1b-9d3e-1f2a3b4c5d6e", "--follow", "5m", "--yes"],
+     "--follow goes with --from-queue"),
+    (["--from-queue", "Support", "--follow", "0", "--yes"], "--follow 0 would never end by itself"),
     (["--from-queue", "Support", "--follow", "soon"], "--follow 'soon' must be a duration"),
-    (["--from-queue", "Support", "--follow", "5m", "--dry-run"], "--follow cannot go with --dry-run"),
-    (["--from-queue", "Support", "--follow", "5m", "--limit", "3"], "--follow cannot go with --limit"),
+    (["--from-queue", "Support", "--follow", "5m", "--yes", "--dry-run"], "--follow cannot go with --dry-run"),
+    (["--from-queue", "Support", "--follow", "5m", "--yes", "--limit", "3"], "--follow cannot go with --limit"),
 ])
 def test_follow_settings_that_cannot_work_are_refused(run_inprocess, argv, problem) -> None:
     org, _, billing = queue_org()
@@ -304,7 +309,7 @@ def test_sigterm_while_following_keeps_the_records_and_says_what_changed(tmp_pat
     calls: list[str] = []
     with serve(org) as base_url:
         process = subprocess.Popen([sys.executable, str(SCRIPT), "--from-queue", "Support", "--queue-id", billing,
-                                    "--follow", "2m", "--json", "--output", str(tmp_path / "moved.jsonl")],
+                                    "--follow", "2m", "--yes", "--json", "--output", str(tmp_path / "moved.jsonl")],
                                    env=script_environment(org, base_url), stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
@@ -332,8 +337,8 @@ def test_sigterm_while_following_an_empty_queue_is_143(tmp_path) -> None:
     org, _, billing = queue_org()
     with serve(org) as base_url:
         process = subprocess.Popen([sys.executable, str(SCRIPT), "--from-queue", "Support", "--queue-id", billing,
-                                    "--follow", "2m"], env=script_environment(org, base_url), stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+                                    "--follow", "2m", "--yes"], env=script_environment(org, base_url),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while not org.sockets_opened and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -356,7 +361,7 @@ def test_a_channel_gone_while_its_socket_was_down_is_replaced(follow) -> None:
 
     calls, arrive = arrivals(org, support, 4, every=0.8, then=lose_the_channel)
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "6s", during=arrive)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "6s", "--yes", during=arrive)
 
     assert result.code == 0, result.err
     moved_once(org, calls, billing)
@@ -383,7 +388,7 @@ def test_a_leg_another_run_sent_is_held_back_until_that_transfer_applies(follow)
     first = follow(org, "--from-queue", "Support", "--queue-id", billing, "--wait", "0")  # sent; applies 1.5 s later
     assert first.code == 0 and org.queue_of(call) == support
 
-    second = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", "--json")
+    second = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", "--yes", "--json")
 
     # held back while the first run's transfer was pending, looked at again, gone with it: nothing left to do
     assert second.code == 0, second.err
@@ -397,10 +402,166 @@ def test_a_leg_held_back_to_the_end_of_the_window_is_reported_not_sent(follow) -
     call = org.add_waiting_call(support)
     follow(org, "--from-queue", "Support", "--queue-id", billing, "--wait", "0")
 
-    second = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "2s", "--json")
+    second = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "2s", "--yes", "--json")
 
     assert second.code == 6, second.err
     [record] = final_records(second.out)
     assert record["conversationId"] == call and record["status"] == "failed" and record["moved"] == "no"
     assert "a run on this machine sent a transfer of this very leg" in record["reason"]
     assert len(org.transfers) == 1
+
+
+def test_a_socket_that_stays_silent_leaves_no_thread_behind(follow, monkeypatch) -> None:
+    monkeypatch.setattr(transfer_call, "HEARTBEAT", 0.3)
+    org, support, billing = queue_org()
+    org.silent_sockets = True  # half-open for good: every socket the run opens is dead
+    before = {thread.ident for thread in threading.enumerate()}
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", "--yes")
+
+    assert result.code == 0, result.err
+    assert org.sockets_opened >= 2
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = [t for t in threading.enumerate() if t.ident not in before and not t.daemon and t.is_alive()]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert left == [], left  # a non-daemon thread left reading a dead socket keeps the process from exiting
+
+
+def test_requests_in_flight_at_the_window_end_are_awaited_without_spinning(follow) -> None:
+    org, support, billing = queue_org()
+    org.when("POST", "/replace/queue", lambda o: time.sleep(3))  # the transfer's answer comes after the window
+    calls, arrive = arrivals(org, support, 1, every=0.1, start=0.3)
+
+    started_cpu, started = time.process_time(), time.monotonic()
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "1s", "--yes", during=arrive)
+    cpu, wall = time.process_time() - started_cpu, time.monotonic() - started
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+    assert wall > 3 and cpu < wall / 2, (cpu, wall)  # a busy wait would take a core for the whole wait
+
+
+def test_a_window_whose_only_call_was_answered_first_ends_with_exit_0(follow) -> None:
+    org, support, billing = queue_org()
+    agent = org.add_user("Bo Agent", "bo@example.com")
+    calls, arrive = arrivals(org, support, 1, every=0.1)
+    org.when("POST", "/replace/queue", lambda o: o.answer(calls[0], agent))  # answered just before the transfer
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "2s", "--yes", "--json",
+                    during=arrive)
+
+    assert result.code == 0, result.err
+    [record] = final_records(result.out)
+    assert record["status"] == "skipped" and "answered" in record["reason"]
+
+
+def back_to_queue(org: FakeOrg, conversation_id: str, queue_id: str) -> None:
+    """The call is put back in a queue (by its agent, or by a flow): the leg it had ends, a new queue leg waits."""
+    with org.lock:
+        conversation = org.conversations[conversation_id]
+        for participant in conversation["participants"]:
+            if participant["purpose"] in ("agent", "acd") and "endTime" not in participant:
+                org._end(participant)
+        conversation["participants"].append(org._participant("acd", queue_id=queue_id))
+        org.notify(conversation_id)
+
+
+def test_a_call_answered_before_its_move_and_put_back_in_the_queue_is_moved(follow) -> None:
+    org, support, billing = queue_org()
+    agent = org.add_user("Bo Agent", "bo@example.com")
+    calls, arrive = arrivals(org, support, 1, every=0.1)
+    org.when("POST", "/replace/queue", lambda o: o.answer(calls[0], agent))  # the first attempt finds it answered
+
+    def during() -> None:
+        arrive()
+        time.sleep(1.0)
+        back_to_queue(org, calls[0], support)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", "--yes", "--json",
+                    during=during)
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+    assert [r["status"] for r in json_lines(result.out)][-1] == "transferred"
+
+
+def test_a_call_the_run_moved_and_that_comes_back_is_not_moved_again(follow) -> None:
+    org, support, billing = queue_org()
+    calls, arrive = arrivals(org, support, 1, every=0.1)
+
+    def during() -> None:
+        arrive()
+        time.sleep(1.0)
+        back_to_queue(org, calls[0], support)  # someone sends it back (answered in Billing, then back to Support)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", "--yes", during=during)
+
+    assert result.code == 0, result.err
+    assert len(org.transfers) == 1 and org.queue_of(calls[0]) == support
+
+
+def test_an_arrival_whose_event_was_lost_is_moved_by_the_listing_at_the_window_end(follow) -> None:
+    org, support, billing = queue_org()
+    org.lose_events = True  # the socket is up, the event never comes; the next minute's listing is after the window
+    calls, arrive = arrivals(org, support, 1, every=0.1, start=1.0)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "3s", "--yes", during=arrive)
+
+    assert result.code == 0, result.err
+    moved_once(org, calls, billing)
+
+
+def test_a_callback_that_cannot_be_read_does_not_end_the_window(follow) -> None:
+    org, support, billing = queue_org()
+    arrived: list[str] = []
+
+    def arrive() -> None:
+        time.sleep(0.5)
+        callback = org.add_waiting_callback(support, caller="+15550501")
+        org.inject("GET", f"/api/v2/conversations/{callback}$", 403, times=1)
+        arrived.append(callback)
+        time.sleep(0.5)
+        arrived.append(org.add_waiting_call(support, caller="+15550502"))
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--media", "voice,callback", "--follow",
+                    "3s", "--yes", during=arrive)
+
+    assert result.code == 0, result.err
+    assert "reading callback" in result.err and "the next listing of queue Support looks again" in result.err
+    moved_once(org, arrived, billing)  # the call by its event, the callback by a later listing
+
+
+def test_a_websocket_refused_once_for_a_blip_is_tried_again(follow) -> None:
+    org, support, billing = queue_org()
+    org.websocket_refusals = [503]
+    calls, arrive = arrivals(org, support, 2, every=0.5, start=2.0)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", "--yes", during=arrive)
+
+    assert result.code == 0, result.err
+    assert "not by events" not in result.err and org.sockets_opened == 1
+    moved_once(org, calls, billing)
+    assert max(org.accepted_at[c] - org.arrived_at[c] for c in calls) < EVENT_BOUND
+
+
+def test_verbose_logs_never_show_the_channel_id(follow) -> None:
+    org, support, billing = queue_org()
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "1s", "--yes", "-v")
+
+    assert result.code == 0, result.err
+    [channel] = org.channels
+    assert "/notifications/channels/..." in result.err and channel not in result.err
+
+
+def test_follow_is_confirmed_even_with_no_call_waiting(follow) -> None:
+    org, support, billing = queue_org()
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5m")
+
+    assert result.code == 2
+    assert "then every call that arrives there for 5m; pass --yes to confirm" in result.err
+    assert org.transfers == [] and not org.sent("POST", "/api/v2/notifications")
