@@ -45,6 +45,7 @@ import re
 import secrets
 import select
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -237,6 +238,7 @@ class FakeOrg:
         self.arrived_at: dict[str, float] = {}   # conversation id → when (monotonic) it started waiting in a queue
         self.accepted_at: dict[str, float] = {}  # conversation id → when (monotonic) its last transfer was accepted
         self.events_sent = 0
+        self.on_change: Callable[[str], None] | None = None  # told of each change accepted, in words (the demo)
         self.sockets_opened = 0
 
     # --- building the org --------------------------------------------------------------
@@ -491,6 +493,26 @@ class FakeOrg:
             self._timed.clear()
 
     # --- what tests look at ------------------------------------------------------------
+
+    def _changed(self, words: str) -> None:
+        if self.on_change is not None:
+            self.on_change(words)
+
+    def state(self) -> str:
+        """Where each live call is now, a line each (the demo shows it): waiting in a queue, or with an agent."""
+        with self.lock:
+            self._apply_due_transfers()
+            lines = []
+            for conversation in self.conversations.values():
+                if "endTime" in conversation:
+                    continue
+                live = [p for p in conversation["participants"] if self._live(p) and p["purpose"] in ("acd", "agent")]
+                where = ", ".join(f"with {self.users[p['userId']]['name']}" if p["purpose"] == "agent" else
+                                  f"waiting in {p['queueName']} (priority {p['conversationRoutingData']['priority']})"
+                                  for p in live) or "in no queue"
+                kind = "callback" if any("callbacks" in p for p in conversation["participants"]) else "call"
+                lines.append(f"{kind} {conversation['id']}: {where}")
+            return "\n".join(lines)
 
     def sent(self, method: str, path_part: str = "") -> list[dict[str, Any]]:
         return [r for r in self.requests if r["method"] == method and path_part in r["path"]]
@@ -790,6 +812,7 @@ class FakeOrg:
             transfer["media"] = media
         self.transfers.append(transfer)
         self.accepted_at[conversation["id"]] = time.monotonic()
+        self._changed(f"transfer of {conversation['id']} to {self.queues[queue_id]['name']} accepted")
         entry = self._record_transfer(conversation) if self.show_recent_transfers else None
         self._pending.append((time.monotonic() + self.transfer_delay, transfer, entry))
         self._apply_due_transfers()
@@ -822,6 +845,7 @@ class FakeOrg:
             moved = self._move_scheduled(conversation, acd, queue_id)
             self.accepted_at[conversation_id] = time.monotonic()
             self.notify(conversation_id)
+            self._changed(f"scheduled callback {conversation_id} moved to {self.queues[queue_id]['name']}")
             self.transfers.append({"conversationId": conversation_id, "participantId": acd["id"], "queueId": queue_id,
                                    "media": "callback", "scheduled": True})
             acd = moved
@@ -1071,6 +1095,7 @@ class FakeOrg:
             if language_id:
                 routing["language"] = ref(self.languages[language_id])
         self.routing_changes.append({"conversationId": conversation_id, "body": copy.deepcopy(body)})
+        self._changed(f"routing of {conversation_id} set: {json.dumps(body, sort_keys=True)}")
         answer: dict[str, Any] = {"priority": routing["priority"],
                                   "skills": [copy.deepcopy(self.skills[s["id"]]) for s in routing["skills"]]}
         if "language" in routing:
@@ -1086,6 +1111,7 @@ class FakeOrg:
         if participant is None:
             return self._error(404, "not.found", "The conversation or participant was not found")
         participant["attributes"].update(attributes)
+        self._changed(f"participant data of {conversation_id} set: {json.dumps(body.get('attributes'))}")
         self.attribute_changes.append({"conversationId": conversation_id, "participantId": participant_id,
                                        "attributes": dict(attributes)})
         return self._json({"attributes": dict(participant["attributes"])}, 202)
@@ -1385,13 +1411,14 @@ def serve(org: FakeOrg, port: int = 0) -> Iterator[str]:
         server.server_close()
 
 
-def demo(port: int, arrive_every: float | None = None) -> None:
-    """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with.
+def build_demo(calls: int = 12, without: tuple[str, ...] = ()) -> tuple[Scenario, list[str]]:
+    """The demo org: the scenario, and `calls` calls waiting in Support (the first twelve always the same).
 
-    With arrive_every, a new call arrives in Support every that many seconds (for --follow).
+    Ids are seeded: the README's transcripts run as printed against a fresh demo. `without` drops
+    permissions from the OAuth client's role (to see --check say so).
     """
     IDS.seed(2026)  # the same ids every run: the README's transcripts run as printed against a fresh demo
-    scenario = build_scenario(transfer_delay=0.3, latency=0.05)
+    scenario = build_scenario(transfer_delay=0.3, latency=0.05, permissions=ALL_PERMISSIONS - set(without))
     org, skills, languages = scenario.org, scenario.skills, scenario.languages
     needs: list[dict[str, Any]] = [  # the eleven more calls: distinct callers, some with routing needs
         {"caller": "+13175551234", "priority": 10, "skill_ids": [skills["Billing"]],
@@ -1399,11 +1426,26 @@ def demo(port: int, arrive_every: float | None = None) -> None:
         {"caller": "+15550101", "priority": 5},
         {"caller": "+15550102", "skill_ids": [skills["Billing Escalations"]]},
         {"caller": "+15550103", "language_id": languages["English"]},
-        *({"caller": f"+155501{n:02d}"} for n in range(4, 11))]
-    # They have waited 2 to 22 minutes, oldest first, so that --waiting-over has something to choose from.
+        *({"caller": f"+155501{n:02d}"} for n in range(4, 11)),
+        *({"caller": f"+155502{n:04d}"} for n in range(max(0, calls - 12)))][:max(0, calls - 1)]
+    # They have waited 2 to 22 minutes (the first twelve), oldest first, so that --waiting-over has a choice.
     now = dt.datetime.now(dt.timezone.utc)
     waiting = [scenario.waiting_call, *(org.add_waiting_call(scenario.support, **need, started=(
-        now - dt.timedelta(minutes=22 - 2 * n)).isoformat()) for n, need in enumerate(needs))]
+        now - dt.timedelta(minutes=max(1, 22 - 2 * n))).isoformat()) for n, need in enumerate(needs))]
+    if calls < 1:
+        org.end_call(scenario.waiting_call)
+        waiting = []
+    return scenario, waiting
+
+
+def demo(port: int, arrive_every: float | None = None, calls: int = 12, without: tuple[str, ...] = ()) -> None:
+    """Serve a demo org on 127.0.0.1:port until Ctrl-C, printing the settings to try the script with.
+
+    Each change the org accepts is printed as it happens, and where every call is at the end.
+    With arrive_every, a new call arrives in Support every that many seconds (for --follow).
+    """
+    scenario, waiting = build_demo(calls, without)
+    org, languages = scenario.org, scenario.languages
     names = {entity["id"]: entity["name"] for entity in (*org.skills.values(), *org.languages.values())}
     skill_list = ", ".join(f"{skill['name']} {skill['id']} ({skill['state']})" for skill in org.skills.values())
     with serve(org, port) as base_url:
@@ -1423,15 +1465,56 @@ def demo(port: int, arrive_every: float | None = None) -> None:
             language = names[routing["language"]["id"]] if "language" in routing else "-"
             print(f"#   {call}: caller {caller}, priority {routing.get('priority', 0)}, skills {wanted}, "
                   f"language {language}", flush=True)
+        if without:
+            print(f"# the OAuth client's role lacks {', '.join(without)}", flush=True)
         if arrive_every:
             print(f"# a new call arrives in Support every {arrive_every:g}s", flush=True)
+        org.on_change = lambda words: print(f"# org: {words}", flush=True)
         try:
             for n in itertools.count():
                 time.sleep(arrive_every or 3600)
                 if arrive_every:
                     org.add_waiting_call(scenario.support, caller=f"+1555060{n % 10000:04d}")
         except KeyboardInterrupt:
-            pass
+            print(f"# where the calls are now:\n{org.state()}", flush=True)
+
+
+TOUR = [  # (what it shows, the arguments of transfer_call.py)
+    ("Look first: the agent's call, where it is and the leg that would move",
+     ["--user-email", "ada@example.com", "--list"]),
+    ("Move the agent's call to Billing Overflow, and check it landed",
+     ["--user-email", "ada@example.com", "--queue-name", "Billing Overflow"]),
+    ("Look at what waits in Support", ["--from-queue", "Support", "--list"]),
+    ("Evacuate Support: move every waiting call to Billing Overflow",
+     ["--from-queue", "Support", "--queue-name", "Billing Overflow", "--yes"]),
+]
+
+
+def tour(calls: int = 3) -> int:
+    """Run transfer_call.py against a demo org on a free loopback port, as the README's first command does: print
+    each command and what it printed, then where the calls are; stop the org. Returns 0 when every step did."""
+    import subprocess
+    import tempfile
+
+    scenario, _ = build_demo(calls)
+    org, failed = scenario.org, 0
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "transfer_call.py")
+    with serve(org) as base_url, tempfile.TemporaryDirectory() as home:
+        print(f"A demo Genesys Cloud org runs on {base_url}: agent Ada Agent (ada@example.com) is on a call from "
+              f"Support, {calls} more calls wait there.\n")
+        for what, argv in TOUR:
+            shown = " ".join(f'"{a}"' if " " in a else a for a in argv)
+            print(f"# {what}\n$ python transfer_call.py {shown}", flush=True)
+            done = subprocess.run([sys.executable, script, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, timeout=120, env=script_environment(org, base_url, HOME=home),
+                                  stdin=subprocess.DEVNULL)
+            shown = re.sub(r"^\S+Z (?=transfer_call: )", "", done.stdout, flags=re.MULTILINE)  # as on a terminal
+            print(f"{shown}(exit {done.returncode})\n", flush=True)
+            failed += done.returncode != 0
+        print(f"# Where the calls are now, as the demo org sees them:\n{org.state()}\n")
+    print("The demo org has stopped. To try commands of your own against it, see the README: "
+          "\"Trying it against the demo org\".")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1440,14 +1523,26 @@ def main(argv: list[str] | None = None) -> None:
         "the exports to point transfer_call.py at it, with the ids of its agent, queues, skills, languages and calls.")
     parser.add_argument("port", nargs="?", type=int, default=8089,
                         help="port on 127.0.0.1 (default 8089; 0: a free one)")
+    parser.add_argument("--calls", type=int, default=12, metavar="N",
+                        help="calls waiting in Support at the start (default 12)")
+    parser.add_argument("--without", action="append", default=[], metavar="PERMISSION",
+                        help="drop this permission from the OAuth client's role (repeatable), e.g. "
+                             "routing:queue:view")
     parser.add_argument("--arrive-every", type=float, metavar="SECONDS",
                         help="a new call arrives in Support every SECONDS (to try --follow)")
+    parser.add_argument("--tour", action="store_true", help="instead of serving until Ctrl-C: run transfer_call.py "
+                        "against the demo org (look, move an agent's call, evacuate the queue), show it, and stop")
     args = parser.parse_args(argv)
-    port = args.port
+    unknown = set(args.without) - ALL_PERMISSIONS
+    if unknown:
+        parser.error(f"--without {', '.join(sorted(unknown))}: not a permission the demo org knows "
+                     f"({', '.join(sorted(ALL_PERMISSIONS))})")
+    if args.tour:
+        sys.exit(tour())
     try:
-        demo(port, args.arrive_every)
+        demo(args.port, args.arrive_every, args.calls, tuple(args.without))
     except OSError as exc:  # the port is taken, most often by a demo org left running
-        parser.exit(1, f"fake_org.py: cannot serve on 127.0.0.1:{port}: {exc.strerror}; stop what uses it, "
+        parser.exit(1, f"fake_org.py: cannot serve on 127.0.0.1:{args.port}: {exc.strerror}; stop what uses it, "
                        "or give another port\n")
 
 
