@@ -154,7 +154,8 @@ DONE_EARLIER = "done in the earlier run"  # the reason of a call a rerun on resu
 MEDIA = ("voice", "callback")  # what --media may name: a voice call, or a callback waiting in a queue
 PRIORITY_LIMIT = 25_000_000   # RoutingConversationAttributesRequest.priority: -25,000,000 to 25,000,000
 ATTRIBUTE_LIMIT = 256         # characters of a participant data value (Architect's cap)
-DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")   # --waiting-over: 90, 90s, 15m, 1h
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")   # a part of a duration: 90, 90s, 15m, 1h (1h30m: two parts)
+FOLLOW_LIMIT = 86400.0       # --follow at most a day (a notification channel's life): 45h is a typo for 45m
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 SDK_EXPORT = re.compile(r"^from \.([\w.]+) import (\w+)\s*$", re.MULTILINE)  # the SDK's __init__ lines
 EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
@@ -306,15 +307,17 @@ class Listed:
     undo: bool = False                  # the earlier run was an --undo
     media: str | None = None            # voice or callback, as a --json line says
     participant_id: str | None = None   # the leg the earlier run acted on
+    verified: bool = False              # the earlier run saw it where it moved it
 
     def finished(self, plan: Plan) -> bool:
         """The earlier run did what `plan` asks: the call moved (or was found) where it moves it, with its routing.
 
         A rerun must not move such a call again. An in-place plan is never finished this way:
-        setting the same values again changes nothing.
+        setting the same values again changes nothing; nor is a move the earlier run did not see
+        land (stopped first): the rerun reads the call, and finds it in the target queue, or not.
         """
         if plan.in_place or self.status not in ("transferred", "updated", "skipped") or self.routing == "failed" \
-                or self.queue_id != plan.queue_id:
+                or self.queue_id != plan.queue_id or self.status == "transferred" and plan.verify and not self.verified:
             return False
         if plan.routing:  # only a --json line says which values it set; otherwise the live call decides
             return self.routing == "applied" and all(
@@ -572,8 +575,9 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             problems.append("--waiting-over goes with --from-queue")
     if args.follow is not None:
         follow = parse_duration("--follow", args.follow, problems)
-        if follow == 0:
-            problems.append("--follow 0 would never end by itself: give how long to follow the queue, e.g. 45m")
+        if follow is not None and not 0 < follow <= FOLLOW_LIMIT:
+            problems.append(f"--follow {args.follow!r}: give how long to follow the queue, more than 0 and at most "
+                            f"{duration(FOLLOW_LIMIT)} (e.g. 45m); there is no following for ever")
         if "from_queue" not in values:
             problems.append("--follow goes with --from-queue")
         clashes = [flag for flag, given in (("--dry-run", args.dry_run), ("--waiting-over", args.waiting_over),
@@ -642,12 +646,13 @@ def parse_caller(label: str, text: str, problems: list[str]) -> str | None:
 
 
 def parse_duration(flag: str, text: str, problems: list[str]) -> float | None:
-    """Seconds from 90, 90s, 15m or 1h."""
-    match = DURATION.fullmatch(text.strip().lower())
-    if not match:
-        problems.append(f"{flag} {text!r} must be a duration such as 90, 90s, 15m or 1h")
+    """Seconds from 90, 90s, 15m, 1h, or parts with units such as 1h30m and 2m30s (as the tool prints them)."""
+    parts = re.findall(r"\d+(?:\.\d+)?\s*[smh]?", text.strip().lower())
+    if not parts or "".join(parts).replace(" ", "") != re.sub(r"\s", "", text.strip().lower()) or \
+            len(parts) > 1 and not all(part.rstrip()[-1] in "smh" for part in parts):
+        problems.append(f"{flag} {text!r} must be a duration such as 90, 90s, 15m, 1h or 1h30m")
         return None
-    return float(match.group(1)) * UNITS[match.group(2)]
+    return sum(float(m.group(1)) * UNITS[m.group(2)] for m in map(DURATION.fullmatch, (p.strip() for p in parts)))
 
 
 def read_lines(path: str, problems: list[str]) -> list[str] | None:
@@ -684,6 +689,7 @@ def parse_result_line(text: str) -> dict[str, Any] | None:
     notes = record.pop("notes") or ""
     routing = re.search(r"\brouting (applied|skipped|failed|unknown)\b", notes)
     return {**record, "routing": routing and routing.group(1), "undo": "put back" in notes,
+            "verified": re.search(r"(?<!not )\bverified\b", notes) is not None,
             "fromQueueId": record["fromQueueId"]
             or (record["queueId"] if " in queue " in text.split(" (")[0] else None)}
 
@@ -725,7 +731,7 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
                                          *(i and i.lower() for i in ids[1:]), values, record.get("undo") is True,
                                          record.get("mediaType") if record.get("mediaType") in MEDIA else None,
                                          leg.lower() if isinstance(leg := record.get("participantId"), str)
-                                         and is_uuid(leg) else None)
+                                         and is_uuid(leg) else None, record.get("verified") is True)
     where = "standard input" if path == "-" else path
     if bad:
         numbers = ", ".join(map(str, bad[:5])) + (" and more" if len(bad) > 5 else "")
@@ -916,7 +922,9 @@ def plural(count: int, noun: str) -> str:
 
 
 def duration(seconds: float) -> str:
-    """2h, 45m, 1h30m, 90s: a --follow window as people write it."""
+    """24h, 45m, 1h30m, 2m30s, 0.5s: a --follow window as people write it (and --follow reads it)."""
+    if seconds < 60 and seconds != round(seconds):
+        return f"{seconds:g}s"
     hours, rest = divmod(round(seconds), 3600)
     minutes, secs = divmod(rest, 60)
     return "".join(f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if n) or "0s"
@@ -2880,11 +2888,11 @@ class Follow:
         return self.source[1] or self.source[0]
 
     def progress(self) -> str:
-        left = max(0.0, self.ends - time.monotonic())
-        seen = f"last event {self.last_event.astimezone().strftime('%H:%M:%S')}" if self.last_event else "no event yet"
+        left = duration(max(0, round(self.ends - time.monotonic())))
+        seen = f"last event {self.last_event.strftime('%H:%M:%SZ')}" if self.last_event else "no event yet"
         how = "events" if self.connected else f"listing every {POLLING_EVERY:g}s"
-        return (f"following queue {self.where} ({how}), {left / 60:.0f} min left: moved {len(self.report.moved)} so "
-                f"far ({self.report.verified} verified), {self.waiting} waiting now, {seen}")
+        return (f"following queue {self.where} ({how}), {left} left: moved {len(self.report.moved)} so far "
+                f"({self.report.verified} verified), {self.waiting} waiting now, {seen}")
 
     def arrivals(self, timeout: float) -> list[Call]:
         """The calls the events received within `timeout` s show waiting in the source queue."""
@@ -3440,14 +3448,14 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
         if not settings.single:
             log.info("dry run: would %s %s with %s; nothing was sent", verb, what, plural(requests, "request"))
         return calls
-    if follow is not None:  # it may move any number of calls: always confirmed
-        confirm_bulk(CONFIRM_ABOVE + 1, f"{verb} {what}, then every call that arrives there for "
-                     f"{duration(settings.follow)}", settings)
-        log.info("then following queue %s for %s: moving each call that arrives", follow.where,
-                 duration(settings.follow))
-    if todo and not settings.single:
-        confirm_bulk(len(todo), f"{verb} {what}", settings)
-        log.info("%s %s, %d at a time", verb[:-1] + "ing", what, min(settings.concurrency, len(todo)))
+    if todo and not settings.single or follow is not None:  # a follow may move any number of calls: always asked
+        confirm_bulk(len(todo) if follow is None else CONFIRM_ABOVE + 1, f"{verb} {what}" + (
+            f", then every call that arrives there for {duration(settings.follow)}" if follow else ""), settings)
+        if todo:
+            log.info("%s %s, %d at a time", verb[:-1] + "ing", what, min(settings.concurrency, len(todo)))
+        if follow is not None:
+            log.info("then following queue %s for %s: moving each call that arrives", follow.where,
+                     duration(settings.follow))
     elif todo:
         call = todo[0]
         log.info("%s conversation %s participant %s (%s)%s", "transferring" if call.move else "changing",

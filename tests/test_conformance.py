@@ -185,11 +185,11 @@ def test_user_context_endpoints_refuse_client_credentials_and_the_script_never_c
         assert reply.status == 400 and "requires a user context" in reply.body["message"]
 
 
-def test_the_readme_sample_role_fits_the_sdk_role_model() -> None:
+def test_the_documented_sample_role_fits_the_sdk_role_model() -> None:
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    role = json.loads(readme.split("```json\n", 1)[1].split("```", 1)[0])
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "how-it-works.md").read_text()
+    role = json.loads(doc.split("```json\n", 1)[1].split("```", 1)[0])
     assert unknown_keys(role, "DomainOrganizationRoleCreate") == []
     granted = {f"{p['domain']}:{p['entityName']}:{action}" for p in role["permissionPolicies"] for action in p["actionSet"]}
     assert granted == {"conversation:communication:view", "conversation:communication:blindTransferQueue",

@@ -635,7 +635,7 @@ def test_the_sdk_methods_reach_the_new_routes(scenario: Scenario) -> None:
 
 def test_help_prints_usage() -> None:
     done = subprocess.run([sys.executable, str(FAKE_ORG), "--help"], check=False, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0 and done.stdout.startswith("usage: fake_org.py [-h] [--arrive-every SECONDS] [port]")
+    assert done.returncode == 0 and done.stdout.startswith("usage: fake_org.py [-h] [--calls N] [--without PERMISSION]")
 
 
 def test_the_demo_serves_callers_skills_and_languages_on_127_0_0_1() -> None:

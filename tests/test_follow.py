@@ -109,6 +109,7 @@ def test_each_call_that_arrives_is_moved_once_within_two_seconds(follow) -> None
     assert set(records) == {waiting, *calls}
     assert all(r["status"] == "transferred" and r["verified"] and r["final"] for r in records.values())
     assert "moved 6 (6 verified)" in result.err
+    assert result.err.index("moving 1 call from Support") < result.err.index("then following queue Support for 5s")
 
 
 def test_without_events_the_listing_finds_each_arrival_within_its_period(follow, monkeypatch) -> None:
@@ -290,7 +291,8 @@ def test_an_empty_queue_followed_to_the_end_is_exit_0(follow) -> None:
 @pytest.mark.parametrize("argv, problem", [
     (["--conversation-id", "0b2f5f5e-7a8a-4c1b-9d3e-1f2a3b4c5d6e", "--follow", "5m", "--yes"],
      "--follow goes with --from-queue"),
-    (["--from-queue", "Support", "--follow", "0", "--yes"], "--follow 0 would never end by itself"),
+    (["--from-queue", "Support", "--follow", "0", "--yes"], "more than 0 and at most 24h"),
+    (["--from-queue", "Support", "--follow", "45h", "--yes"], "more than 0 and at most 24h"),
     (["--from-queue", "Support", "--follow", "soon"], "--follow 'soon' must be a duration"),
     (["--from-queue", "Support", "--follow", "5m", "--yes", "--dry-run"], "--follow cannot go with --dry-run"),
     (["--from-queue", "Support", "--follow", "5m", "--yes", "--limit", "3"], "--follow cannot go with --limit"),

@@ -154,6 +154,22 @@ def test_every_readme_transcript_is_what_the_commands_print() -> None:
         assert matches(block["body"], actual), f"README transcript drifted:\n--- README\n{block['body']}--- now\n{actual}"
 
 
+def test_the_demo_command_runs_the_tour_and_leaves_nothing_behind() -> None:
+    import socket
+
+    done = subprocess.run([str(ROOT / "demo")], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          stdin=subprocess.DEVNULL, env={k: v for k, v in os.environ.items()
+                                                         if not k.startswith(("GENESYS_", "TARGET_", "SOURCE_"))})
+    assert done.returncode == 0, done.stdout + done.stderr
+    url = re.search(r"runs on http://127\.0\.0\.1:(\d+)", done.stdout)
+    assert url and "(exit 1" not in done.stdout and "(exit 2" not in done.stdout
+    assert "transferred" in done.stdout and "Where the calls are now" in done.stdout
+    with socket.socket() as probe:  # the demo org's port is closed again
+        assert probe.connect_ex(("127.0.0.1", int(url.group(1)))) != 0
+    left = subprocess.run(["pgrep", "-f", "fake_org.py --tour"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", left.stdout
+
+
 def main() -> None:
     """Write the README's transcripts anew, keeping each one's "... (N more lines like these)" lines where they were."""
     readme = README.read_text()

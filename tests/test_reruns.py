@@ -465,7 +465,7 @@ def test_the_output_file_keeps_every_accepted_transfer_when_ctrl_c_ends_a_tee(se
 
 def readme_exit_codes() -> set[int]:
     text = README.read_text(encoding="utf-8")
-    section = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split("\n| exit | meaning | retry? |\n", 1)[1].split("\n\n", 1)[0]
     return {int(m.group(1)) for m in re.finditer(r"^\|\s*(\d+)\s*\|", section, re.MULTILINE)}
 
 
@@ -700,3 +700,24 @@ def test_a_rerun_on_lines_does_not_take_a_call_an_agent_answered_since(scenario,
     assert result.code == 0, result.err
     assert result.out.startswith(f"skipped {call}") and "answered since the earlier run" in result.out
     assert org.transfers == [] and len(org.live_participants(call, "agent")) == 1
+
+
+def test_a_move_the_earlier_run_did_not_see_land_is_read_again_not_taken_for_done(scenario: Scenario,
+                                                                                 run_inprocess, tmp_path) -> None:
+    """A stop between the 202 and the verification leaves "(moved, not verified)": a rerun on those lines confirms
+    the move by reading the call (found in the target queue: skipped, done), never by trusting the line."""
+    org = scenario.org
+    call = scenario.waiting_call
+    [leg] = org.live_participants(call, "acd")
+    lines = tmp_path / "moved.txt"
+    lines.write_text(f"transferred {call} participant {leg['id']} from queue {scenario.support} to queue "
+                     f"{scenario.billing} (moved, not verified): not verified: stopped by SIGTERM\n")
+    # that run's transfer was applied after it stopped
+    org._apply_transfer({"conversationId": call, "participantId": leg["id"], "queueId": scenario.billing}, None)
+
+    result = run_inprocess(org, "--conversations-file", str(lines), "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert org.transfers == []
+    assert org.sent("GET", f"/api/v2/conversations/{call}")  # read, not taken on the line's word
+    assert "already waiting in queue" in result.out

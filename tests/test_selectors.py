@@ -246,7 +246,7 @@ def test_waiting_over_with_none_that_old_is_exit_4_and_needs_from_queue(run_inpr
     assert none.code == 4 and "no voice calls have waited over 900s in queue Support" in none.err
     assert misplaced.code == 2 and "--waiting-over goes with --from-queue" in misplaced.err
     assert malformed.code == 2
-    assert "--waiting-over 'soon' must be a duration such as 90, 90s, 15m or 1h" in malformed.err
+    assert "--waiting-over 'soon' must be a duration such as 90, 90s, 15m, 1h or 1h30m" in malformed.err
     assert org.transfers == []
 
 
