@@ -100,6 +100,7 @@ JOURNAL_WINDOW = 600.0       # seconds a transfer this machine sent, not applied
 PAGE_SIZE = 100              # the details query's largest page
 PROGRESS_EVERY = 2.0         # seconds between progress lines of a bulk run
 VERIFY_EVERY = 10.0          # seconds between checks of a bulk run's moved calls while it still sends
+FOLLOW_VERIFY_EVERY = 2.0    # the same while a --follow window lasts: arrivals are few, and a stop comes any time
 RATE_WINDOW = 60.0           # Genesys counts its request limit per minute
 LISTING_EVERY = 60.0         # --follow: seconds between listings of the source queue, for the events missed
 POLLING_EVERY = 10.0         # --follow without events (no channel, or its socket down): seconds between listings
@@ -203,14 +204,16 @@ class ExitCode(enum.IntEnum):
 
 EXIT_CODE_HELP = """\
 exit codes (retry?): 0 and 8 say something was changed; every other code says nothing was
-  0    done: moved and verified, changed in place, nothing needed, or the dry-run plan was found
+  0    done: moved and verified, changed in place, nothing needed, the dry-run plan found, the calls
+       listed, or a --follow window ran to its end
   1    unexpected error (no; report it, rerun with -v for the traceback)
   2    usage or configuration error, or a named queue, user, skill or language that does not exist
        (no; fix it)
   3    authentication failed or permission denied (no; fix the client or its role)
   4    no live call to act on: none found, or it ended or was answered first (no)
   5    refused by Genesys Cloud (no; read the message)
-  6    Genesys Cloud unreachable or unavailable, or rate limited past the budget (yes, later)
+  6    Genesys Cloud unreachable or unavailable, rate limited past the budget, or an earlier transfer
+       of the call still pending (yes, later)
   7    another run on this machine is acting on these calls (yes, once it has finished)
   8    partly done: something was changed (or may have been) but not all of it was done or
        confirmed; read the result lines (yes: a rerun acts only on what is left)
@@ -433,6 +436,8 @@ def check_base_url(url: str) -> str | None:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"GENESYS_API_HOST must be a URL such as https://api.mypurecloud.com, not {url!r}"
+    if parts.username is not None or parts.password is not None:  # not echoed: it holds a password
+        return "GENESYS_API_HOST must not hold a user name or password; give the host alone"
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         return f"GENESYS_API_HOST must be a base URL with no path, not {url!r}"
     if parts.scheme == "http" and not is_loopback(parts.hostname):
@@ -573,6 +578,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
         waiting_over = parse_duration("--waiting-over", args.waiting_over, problems)
         if "from_queue" not in values:
             problems.append("--waiting-over goes with --from-queue")
+    if args.list and (args.check or args.dry_run):
+        problems.append(f"--list cannot go with {'--check' if args.check else '--dry-run'}: choose one way to look")
     if args.follow is not None:
         follow = parse_duration("--follow", args.follow, problems)
         if follow is not None and not 0 < follow <= FOLLOW_LIMIT:
@@ -1500,7 +1507,7 @@ class Transport:
 
     def request(self, options: Any) -> Response:
         parts = urllib.parse.urlsplit(options.url)
-        path, host = parts.path, parts.netloc
+        path, host = CHANNEL_ID.sub(r"\1...", parts.path), parts.netloc  # as messages show it: no channel id
         if f"{parts.scheme}://{host}" not in self.origins:
             raise UsageError(f"refusing to send a request to {parts.scheme}://{host}: requests go only to the org "
                              f"({' and '.join(sorted(self.origins))})")
@@ -1556,8 +1563,7 @@ class Transport:
                 continue
             self.reached = True
             status = response.status_code
-            log.debug("%s %s -> %d (%.0f ms)", options.method, CHANNEL_ID.sub(r"\1...", path), status,
-                      (time.monotonic() - started) * 1000)
+            log.debug("%s %s -> %d (%.0f ms)", options.method, path, status, (time.monotonic() - started) * 1000)
             if status == 401 and not is_token_request and not reauthenticated and self.reauthenticate:
                 # A 401 is decided before the request is processed: resending cannot double it.
                 reauthenticated = True
@@ -2474,7 +2480,7 @@ def held_by_journal(call: Call, journal: Mapping[str, float]) -> bool:
     """Hold the call back (True) if a run on this machine sent a transfer of its very leg within JOURNAL_WINDOW."""
     if not call.move or call.scheduled or call.journal_key not in journal:
         return False
-    moment = dt.datetime.fromtimestamp(journal[call.journal_key]).strftime("%H:%M:%S")
+    moment = dt.datetime.fromtimestamp(journal[call.journal_key], dt.timezone.utc).strftime("%H:%M:%SZ")
     hold_back(call, f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still "
               "there: that transfer is not applied yet, or its answer was lost",
               then=f" (this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)")
@@ -2554,13 +2560,22 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
         try:
             if isinstance(conversation, NoLiveCall):
                 raise NoLiveCall(f"conversation {conversation_id} is gone; the call ended")
-            earlier = next((p for p in conversation.participants or []
-                            if p.id == entries[conversation_id].participant_id), None)
+            entry = entries[conversation_id]
+            earlier = next((p for p in conversation.participants or [] if p.id == entry.participant_id), None)
             agent = pick_agent_participant(conversation)
             if earlier is not None and earlier.purpose == "acd" and agent is not None and not plan.in_place:
                 # The earlier run found it waiting in a queue; an agent has answered it since: not to be taken away.
                 raise NoLiveCall(f"answered since the earlier run (by user {agent.user_id}); nothing to do")
-            calls[conversation_id] = call_in(conversation, None, plan)
+            call = calls[conversation_id] = call_in(conversation, None, plan)
+            moved_earlier = entry.status == "transferred" and entry.queue_id == plan.queue_id and not plan.in_place
+            if moved_earlier and not call.decided and call.from_queue_id != call.queue_id:  # not seen in its target
+                # That run sent its transfer (not seen applied): it is never sent again, only confirmed.
+                if earlier is not None and is_live(earlier):
+                    hold_back(call, f"the earlier run's transfer of it (its line {entry.line}) is not seen applied: "
+                              "the leg it moved is still there")
+                else:
+                    call.skip(f"moved by the earlier run (its line {entry.line}), then on elsewhere: "
+                              f"{where_is(conversation)}; not moved again")
         except NoLiveCall as exc:
             calls[conversation_id].skip(str(exc))
     return list(calls.values())
@@ -2712,20 +2727,24 @@ def format_listed(record: Mapping[str, Any], as_json: bool) -> str:
         where += f" ({'; '.join(part for part in routing if part)})"
     else:
         where = "in no queue and with no agent"
-    return (f"listed {record['conversationId']} {record.get('mediaType') or 'voice'} {where}: would move participant "
-            f"{record['participantId']} ({record['purpose']})")
+    action = f"would not move it: {record['reason']}" if "reason" in record else \
+        f"would move participant {record['participantId']} ({record['purpose']})"
+    return f"listed {record['conversationId']} {record.get('mediaType') or 'voice'} {where}: {action}"
 
 
 def list_calls(org: Org, calls: list[Call], settings: Settings, report: Report) -> list[Call]:
-    """--list: print each call the selector picked, read live as it is now; send nothing that changes anything."""
-    picked = [call for call in calls if not call.decided]
+    """--list: print each live call the selector named, read as it is now, and what a run would do with it (the leg it
+    would move, or why it would not); send nothing that changes anything."""
     names, shown = Names(org), []
-    for call, conversation in zip(picked, read_conversations(org, [c.conversation_id for c in picked],
-                                                              settings.concurrency), strict=True):
+    for call, conversation in zip(calls, read_conversations(org, [c.conversation_id for c in calls],
+                                                             settings.concurrency), strict=True):
         if isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
-            continue  # it ended since it was picked
-        report.line(format_listed(describe_call(conversation, call, names), settings.output_json))
-        call.dry_run = True  # done: it was shown
+            continue  # gone: nothing to show
+        record = describe_call(conversation, call, names)
+        if call.decided:
+            record["reason"] = call.reason or str(call.error)
+        report.line(format_listed(record, settings.output_json))
+        call.skipped, call.error, call.dry_run = False, None, True  # done: it was shown
         shown.append(call)
     if not shown:
         raise NoLiveCall("no call to act on: " + (next((str(c.error or c.reason) for c in calls if c.decided), "")
@@ -2831,6 +2850,11 @@ class Follow:
     @property
     def over(self) -> bool:
         return self.stop.is_set() or time.monotonic() >= self.ends
+
+    @property
+    def done(self) -> bool:
+        """Nothing more will come: stopped, or the window is over and its last listing was made."""
+        return self.stop.is_set() or self.over and self.last_look
 
     def more(self, timeout: float) -> list[Call] | None:
         """The calls that arrived since the last look, waiting up to `timeout` s for one; None once the window is over.
@@ -3297,7 +3321,7 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
             stop.halt(call.error)
         if call.routing == "applied":
             break
-    if stop.is_set() or not todo and (follow is None or follow.over):
+    if stop.is_set() or not todo and (follow is None or follow.done):
         return
 
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency)
@@ -3375,8 +3399,8 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
                 log.warning("%s: sending nothing more; waiting for the requests in flight", stop.reason)
             if not running and not following:
                 break
-            since = time.monotonic() - last_check
-            if awaiting and (since >= VERIFY_EVERY or (len(awaiting) >= PAGE_SIZE and since >= VERIFY_EVERY / 5)):
+            since, every = time.monotonic() - last_check, VERIFY_EVERY if follow is None else FOLLOW_VERIFY_EVERY
+            if awaiting and (since >= every or (len(awaiting) >= PAGE_SIZE and since >= every / 5)):
                 last_check = time.monotonic()
                 try:
                     verify(until=0.0)  # one check now; the rest at the end
@@ -3620,9 +3644,16 @@ def format_check(rows: list[dict[str, str]], as_json: bool) -> str:
 
 # --- command line --------------------------------------------------------------------------
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, whose errors end the run as every usage error does (exit 2, one line, the --json summary record)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see --help)")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     variables = "\n".join(f"  {name:<24}{meaning}" for name, meaning in ENV_VARS.items())
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="transfer_call.py", allow_abbrev=False,  # a typo of one flag must not be taken for another
         # a fixed width: --help reads the same in every terminal, and as in the README
         formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=100),
@@ -3756,7 +3787,9 @@ def main(argv: list[str] | None = None) -> int:
         handlers = {number: signal.signal(number, stop.handle) for number in STOP_SIGNALS
                     if signal.getsignal(number) != signal.SIG_IGN}
     code = ExitCode.UNEXPECTED
+    json_asked = "--json" in (sys.argv[1:] if argv is None else argv)  # before the flags are parsed: their errors too
     try:
+        configure_logging(argparse.Namespace(verbose=False, quiet=False))
         args = parse_args(argv)
         configure_logging(args)
         settings = resolve_settings(args, os.environ)
@@ -3811,7 +3844,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.preparing = False  # a signal now must not interrupt the clean-up
         if org is not None:
             org.close()
-        if args is not None and args.json:  # the run's last stdout line, whatever happened
+        if args.json if args is not None else json_asked:  # the run's last stdout line, whatever happened
             (report or Report(True, stop=stop)).end(code, said[-1] if said else None)
         if report is not None:
             report.close()

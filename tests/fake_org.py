@@ -1490,18 +1490,19 @@ TOUR = [  # (what it shows, the arguments of transfer_call.py)
 ]
 
 
-def tour(calls: int = 3) -> int:
+def tour(calls: int = 3, without: tuple[str, ...] = ()) -> int:
     """Run transfer_call.py against a demo org on a free loopback port, as the README's first command does: print
     each command and what it printed, then where the calls are; stop the org. Returns 0 when every step did."""
     import subprocess
     import tempfile
 
-    scenario, _ = build_demo(calls)
+    scenario, _ = build_demo(calls, without)
     org, failed = scenario.org, 0
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "transfer_call.py")
     with serve(org) as base_url, tempfile.TemporaryDirectory() as home:
         print(f"A demo Genesys Cloud org runs on {base_url}: agent Ada Agent (ada@example.com) is on a call from "
-              f"Support, {calls} more calls wait there.\n")
+              f"Support, {max(0, calls)} more calls wait there"
+              f"{'; the client lacks ' + ', '.join(without) if without else ''}.\n")
         for what, argv in TOUR:
             shown = " ".join(f'"{a}"' if " " in a else a for a in argv)
             print(f"# {what}\n$ python transfer_call.py {shown}", flush=True)
@@ -1513,7 +1514,7 @@ def tour(calls: int = 3) -> int:
             failed += done.returncode != 0
         print(f"# Where the calls are now, as the demo org sees them:\n{org.state()}\n")
     print("The demo org has stopped. To try commands of your own against it, see the README: "
-          "\"Trying it against the demo org\".")
+          "\"Trying it\".")
     return 1 if failed else 0
 
 
@@ -1523,8 +1524,8 @@ def main(argv: list[str] | None = None) -> None:
         "the exports to point transfer_call.py at it, with the ids of its agent, queues, skills, languages and calls.")
     parser.add_argument("port", nargs="?", type=int, default=8089,
                         help="port on 127.0.0.1 (default 8089; 0: a free one)")
-    parser.add_argument("--calls", type=int, default=12, metavar="N",
-                        help="calls waiting in Support at the start (default 12)")
+    parser.add_argument("--calls", type=int, metavar="N",
+                        help="calls waiting in Support at the start (default 12; 3 with --tour)")
     parser.add_argument("--without", action="append", default=[], metavar="PERMISSION",
                         help="drop this permission from the OAuth client's role (repeatable), e.g. "
                              "routing:queue:view")
@@ -1538,9 +1539,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--without {', '.join(sorted(unknown))}: not a permission the demo org knows "
                      f"({', '.join(sorted(ALL_PERMISSIONS))})")
     if args.tour:
-        sys.exit(tour())
+        sys.exit(tour(3 if args.calls is None else args.calls, tuple(args.without)))
     try:
-        demo(args.port, args.arrive_every, args.calls, tuple(args.without))
+        demo(args.port, args.arrive_every, 12 if args.calls is None else args.calls, tuple(args.without))
     except OSError as exc:  # the port is taken, most often by a demo org left running
         parser.exit(1, f"fake_org.py: cannot serve on 127.0.0.1:{args.port}: {exc.strerror}; stop what uses it, "
                        "or give another port\n")

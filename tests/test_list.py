@@ -58,7 +58,8 @@ def test_a_queue_with_calls_and_callbacks_lists_each_as_what_it_is(scenario: Sce
 
     assert result.code == 0, result.err
     records = {r["conversationId"]: r for r in json_lines(result.out)}
-    assert set(records) == {scenario.waiting_call, routed, scheduled}  # not the agent's call: it is not waiting
+    assert set(records) == {scenario.waiting_call, routed, scheduled}  # the agent's call waits in no queue
+    assert all("reason" not in record for record in records.values())
     assert {c: records[c]["mediaType"] for c in records} == {scenario.waiting_call: "voice", routed: "callback",
                                                              scheduled: "callback"}
     assert records[scheduled]["scheduled"] is True and "waitingSeconds" not in records[scheduled]
@@ -117,3 +118,21 @@ def test_list_cannot_go_with_follow(scenario: Scenario, run_inprocess) -> None:
     result = run_inprocess(scenario.org, "--from-queue", "Support", "--list", "--follow", "5m")
 
     assert result.code == 2 and "--follow cannot go with --list" in result.err
+
+
+def test_a_call_that_would_not_move_is_shown_with_why_not_exit_0(scenario: Scenario, run_inprocess) -> None:
+    org = scenario.org
+    first = run_inprocess(org, "--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing)
+    assert first.code == 0
+
+    result = run_inprocess(org, "--conversation-id", scenario.waiting_call, "--queue-id", scenario.billing, "--list")
+
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"listed {scenario.waiting_call} voice waiting in queue Billing Overflow")
+    assert "would not move it: already waiting in queue Billing Overflow; nothing to do" in result.out
+
+
+def test_list_cannot_go_with_dry_run_or_check(scenario: Scenario, run_inprocess) -> None:
+    for flag in ("--dry-run", "--check"):
+        result = run_inprocess(scenario.org, "--from-queue", "Support", "--list", flag)
+        assert result.code == 2 and f"--list cannot go with {flag}" in result.err

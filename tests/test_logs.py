@@ -120,3 +120,22 @@ def test_the_summary_record_goes_to_stdout_not_to_the_output_file(scenario: Scen
     assert result.code == 0
     assert summary_record(result.out)["exitCode"] == 0
     assert all('"summary"' not in line for line in output.read_text().splitlines())
+
+
+def test_a_flag_typo_is_one_error_line_and_a_summary_record(scenario: Scenario, run_inprocess) -> None:
+    for argv in (["--yse"], ["--concurrency", "abc"], ["-v", "-q"], ["--queue-name"]):
+        result = run_inprocess(scenario.org, "--user-id", scenario.agent, "--json", *argv)
+
+        assert result.code == 2, argv
+        [line] = result.err.splitlines()
+        assert line.startswith("transfer_call: error: ") and line.endswith("(see --help)"), line
+        assert summary_record(result.out)["exitCode"] == 2
+    assert scenario.org.requests == []
+
+
+def test_a_host_with_a_password_in_it_is_refused_unechoed(run_inprocess, scenario: Scenario) -> None:
+    result = run_inprocess(scenario.org, "--user-id", scenario.agent, "--queue-id", scenario.billing,
+                           env={"GENESYS_API_HOST": "https://ops:hunter2@api.mypurecloud.com"})
+
+    assert result.code == 2
+    assert "must not hold a user name or password" in result.err and "hunter2" not in result.err

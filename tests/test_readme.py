@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -36,20 +37,27 @@ from fake_org import build_demo, script_environment, serve  # noqa: E402
 README = ROOT / "README.md"
 SHOWN_URL = "http://127.0.0.1:8089"  # the demo org's address as the README shows it
 BLOCK = re.compile(r"(?:<!-- demo: (?P<options>[^>]*) -->\n)?```\n(?P<body>\$ .*?)```", re.DOTALL)
-MORE = re.compile(r"^\.\.\. \(\d+ more lines? like (?:these|this)[^)]*\)$")
-MASKS = [  # what changes from run to run: ids made during a run, times, durations, counts that depend on timing
-    (re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"), "<id>"),
-    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"), "<time>"),
-    (re.compile(r"\b\d+(?:\.\d+)?(?=s\b|ms\b| calls/min| per call| requests?\b)"), "<n>"),
-    (re.compile(r'("(?:elapsedMs|waitingSeconds|requests)": )\d+'), r"\1<n>"),
-    (re.compile(r"(^transfer_call: done: .*)", re.MULTILINE), lambda m: re.sub(r"\d+(?:\.\d+)?", "<n>", m.group(1))),
-]
+MORE = re.compile(r"^\.\.\. \((\d+) more lines? like (?:these|this)[^)]*\)$")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ANY_UUID = UUID.pattern
+NUMBER = r"\d+(?:\.\d+)?"
+KNOWN: set[str] = set()  # the demo org's ids at its start: the same every time, so they must match as printed
 
 
-def mask(text: str) -> str:
-    for pattern, replacement in MASKS:
-        text = pattern.sub(replacement, text)
-    return text
+def line_pattern(line: str, *, loose: bool = False, any_id: bool = False) -> str:
+    """A regex for one README line: ids made during a run, times, durations and rates stand for any; the demo's own
+    ids, statuses, counts and words must be as printed. `loose` (a --follow window, whose arrivals vary): counts too."""
+    ids = UUID.findall(line)
+    pattern = re.escape(UUID.sub("IDHERE", line))  # ids out of the way of escaping, then each one back
+    for found in ids:
+        pattern = pattern.replace("IDHERE", re.escape(found) if found in KNOWN and not any_id else ANY_UUID, 1)
+    pattern = re.sub(r"\d{4}\\-\d\d\\-\d\dT\d\d:\d\d:\d\d(?:\\\.\d+)?Z", lambda m: "[0-9T:.Z-]+", pattern)
+    pattern = re.sub(r"\b\d+(?:\\\.\d+)?(?=s\b|ms\b|\\ calls/min|\\ per\\ call|\\ requests?\b)",
+                     lambda m: NUMBER, pattern)
+    pattern = re.sub(r'("(?:elapsedMs|waitingSeconds|requests)":\\ )\d+', lambda m: m.group(1) + r"\d+", pattern)
+    if loose and line.startswith(("transfer_call: done:", "transfer_call: moving")):
+        pattern = re.sub(r"(?<![\w\\])\d+(?:\\\.\d+)?", lambda m: NUMBER, pattern)
+    return pattern
 
 
 @contextlib.contextmanager
@@ -61,6 +69,8 @@ def demo_org(options: str = "") -> Iterator[tuple[str, dict[str, str]]]:
     parser.add_argument("--arrive-every", type=float)
     args = parser.parse_args(shlex.split(options))
     scenario, _ = build_demo(args.calls, tuple(args.without))
+    org = scenario.org
+    KNOWN.update(UUID.findall(json.dumps([org.conversations, org.queues, org.users, org.skills, org.languages])))
     stop = threading.Event()
 
     def arrive() -> None:
@@ -84,30 +94,49 @@ def demo_org(options: str = "") -> Iterator[tuple[str, dict[str, str]]]:
             stop.set()
 
 
-def replay(body: str, base_url: str, env: dict[str, str], cwd: str) -> str:
-    """Run a transcript's commands; return the transcript they print now (commands, then their output)."""
-    out, code = [], 0
-    for line in body.splitlines():
-        if not line.startswith("$ "):
-            continue
-        command = line[2:]
-        out.append(line)
+def replay(body: str, base_url: str, env: dict[str, str], cwd: str) -> tuple[str, list[str]]:
+    """Run a transcript's commands: the transcript they print now, and the commands that failed unannounced (a
+    command's exit code must be 0 unless the transcript shows it with `echo $?`)."""
+    out, code, unannounced = [], 0, []
+    commands = [line[2:] for line in body.splitlines() if line.startswith("$ ")]
+    for n, command in enumerate(commands):
+        out.append(f"$ {command}")
         if command == "echo $?":
             out.append(str(code))
             continue
         done = subprocess.run(["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env=env, cwd=cwd, timeout=300, stdin=subprocess.DEVNULL)
         code = done.returncode
+        if code != 0 and commands[n + 1:n + 2] != ["echo $?"]:
+            unannounced.append(f"{command} (exit {code})")
         text = re.sub(r"^\S+Z (?=transfer_call: )", "", done.stdout, flags=re.MULTILINE)  # as on a terminal
         out += text.replace(base_url, SHOWN_URL).splitlines()
-    return "\n".join(out) + "\n"
+    return "\n".join(out) + "\n", unannounced
+
+
+def matches(shown: str, actual: str) -> bool:
+    """The README's transcript matches what the commands print now; "... (N more lines like these)" stands for N
+    more lines of the line before's shape (in a --follow window, whose arrivals and checks vary: one or more lines
+    that begin as the line before does)."""
+    loose = "--follow" in shown
+    lines, pattern = shown.splitlines(), ""
+    for i, line in enumerate(lines):
+        more = MORE.match(line)
+        if more and loose and i:  # lines that begin as the line before does, in whatever order they come
+            pattern += f"(?:{re.escape(lines[i - 1].split(' ', 1)[0])} [^\n]*\n)+"
+        elif more and i:
+            pattern += f"(?:{line_pattern(lines[i - 1], any_id=True)}\n){{{more.group(1)}}}"
+        else:  # the first line of a group stands for the group, in whatever order it comes: any ids
+            grouped = i + 1 < len(lines) and MORE.match(lines[i + 1]) is not None
+            pattern += line_pattern(line, loose=loose, any_id=grouped) + "\n"
+    return re.fullmatch(pattern, actual) is not None
 
 
 def condensed(transcript: str) -> str:
-    """A transcript with each run of three or more lines of one shape (ids and times aside) cut to its first line and
-    "... (N more lines like these)"."""
+    """A transcript with each run of three or more lines of one shape cut to its first line and "... (N more lines
+    like these)"."""
     lines, out = transcript.splitlines(), []
-    shape = lambda line: re.sub(r"<id>|<n>|<time>", "", mask(line))  # noqa: E731
+    shape = lambda line: re.sub(ANY_UUID + "|" + NUMBER, "", line)  # noqa: E731
     i = 0
     while i < len(lines):
         j = i
@@ -122,19 +151,12 @@ def condensed(transcript: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def matches(shown: str, actual: str) -> bool:
-    """The README's transcript (with its "... (N more lines like these)") matches what the commands print now."""
-    pattern = "".join(r"(?:.*\n)*?" if MORE.match(line) else re.escape(mask(line)) + r"\n"
-                      for line in shown.splitlines())
-    return re.fullmatch(pattern, mask(actual)) is not None
-
-
 def transcripts(readme: str) -> list[re.Match[str]]:
     return list(BLOCK.finditer(readme))
 
 
-def run_all(readme: str) -> list[tuple[re.Match[str], str]]:
-    """Each transcript of the README with what its commands print now."""
+def run_all(readme: str) -> list[tuple[re.Match[str], tuple[str, list[str]]]]:
+    """Each transcript of the README with what its commands print now, and those that failed unannounced."""
     results = []
     with demo_org() as (base_url, env), tempfile.TemporaryDirectory() as cwd:
         (Path(cwd) / "transfer_call.py").symlink_to(ROOT / "transfer_call.py")  # as in a clone
@@ -150,8 +172,9 @@ def run_all(readme: str) -> list[tuple[re.Match[str], str]]:
 def test_every_readme_transcript_is_what_the_commands_print() -> None:
     readme = README.read_text()
     assert len(transcripts(readme)) >= 6
-    for block, actual in run_all(readme):
+    for block, (actual, unannounced) in run_all(readme):
         assert matches(block["body"], actual), f"README transcript drifted:\n--- README\n{block['body']}--- now\n{actual}"
+        assert unannounced == [], f"a command failed with no `echo $?` after it to say so: {unannounced}"
 
 
 def test_the_demo_command_runs_the_tour_and_leaves_nothing_behind() -> None:
@@ -166,15 +189,18 @@ def test_the_demo_command_runs_the_tour_and_leaves_nothing_behind() -> None:
     assert "transferred" in done.stdout and "Where the calls are now" in done.stdout
     with socket.socket() as probe:  # the demo org's port is closed again
         assert probe.connect_ex(("127.0.0.1", int(url.group(1)))) != 0
-    left = subprocess.run(["pgrep", "-f", "fake_org.py --tour"], capture_output=True, text=True)
-    assert left.stdout.strip() == "", left.stdout
+    left = subprocess.run(["pgrep", "-f", f"fake_org.py --tour|{ROOT / 'transfer_call.py'}"], capture_output=True,
+                          text=True)
+    assert left.stdout.strip() == "", left.stdout  # (a demo run by someone else at the same moment would show too)
 
 
 def main() -> None:
-    """Write the README's transcripts anew, keeping each one's "... (N more lines like these)" lines where they were."""
+    """Write anew the README's transcripts that no longer match what their commands print."""
     readme = README.read_text()
     started = time.monotonic()
-    for block, actual in reversed(run_all(readme)):
+    for block, (actual, unannounced) in reversed(run_all(readme)):
+        if unannounced:
+            print(f"these failed: {unannounced}", file=sys.stderr)
         if matches(block["body"], actual):
             continue
         print(f"rewriting the transcript at line {readme[:block.start()].count(chr(10)) + 1}", file=sys.stderr)

@@ -721,3 +721,44 @@ def test_a_move_the_earlier_run_did_not_see_land_is_read_again_not_taken_for_don
     assert org.transfers == []
     assert org.sent("GET", f"/api/v2/conversations/{call}")  # read, not taken on the line's word
     assert "already waiting in queue" in result.out
+
+
+def test_a_not_verified_line_fed_back_elsewhere_never_sends_the_transfer_again(scenario: Scenario, run_inprocess,
+                                                                              tmp_path, monkeypatch) -> None:
+    """The earlier run's transfer is still pending (or lost) and the rerun runs as another user (no shared journal):
+    the leg it moved is still there, so it is held back (exit 6), never sent a second time."""
+    org = scenario.org
+    org.show_recent_transfers = False  # whether queue transfers show in recentTransfers is unverified
+    org.transfer_delay = 60
+    call = scenario.waiting_call
+    first = run_inprocess(org, "--conversation-id", call, "--queue-id", scenario.billing, "--wait", "0.2")
+    assert first.code == 8 and "(moved, not verified)" in first.out
+    lines = tmp_path / "moved.txt"
+    lines.write_text(first.out)
+    monkeypatch.setenv("HOME", str(tmp_path / "another-user"))
+
+    again = run_inprocess(org, "--conversations-file", str(lines), "--queue-id", scenario.billing)
+
+    assert again.code == 6, again.err
+    assert len(org.transfers) == 1
+    assert "is not seen applied: the leg it moved is still there" in again.out
+
+
+def test_a_not_verified_line_for_a_call_moved_on_since_is_not_moved_again(scenario: Scenario, run_inprocess,
+                                                                         tmp_path) -> None:
+    org = scenario.org
+    call = scenario.waiting_call
+    [leg] = org.live_participants(call, "acd")
+    lines = tmp_path / "moved.txt"
+    lines.write_text(f"transferred {call} participant {leg['id']} from queue {scenario.support} to queue "
+                     f"{scenario.billing} (moved, not verified): not verified: stopped by SIGTERM\n")
+    # it landed in Billing Overflow, then someone put it back in Support (a new leg there)
+    org._apply_transfer({"conversationId": call, "participantId": leg["id"], "queueId": scenario.billing}, None)
+    [landed] = org.live_participants(call, "acd")
+    org._apply_transfer({"conversationId": call, "participantId": landed["id"], "queueId": scenario.support}, None)
+
+    result = run_inprocess(org, "--conversations-file", str(lines), "--queue-id", scenario.billing)
+
+    assert result.code == 0, result.err
+    assert org.transfers == [] and org.queue_of(call) == scenario.support
+    assert "moved by the earlier run (its line 1), then on elsewhere" in result.out
