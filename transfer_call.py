@@ -1275,10 +1275,16 @@ class Report:
         self._logged = 0.0
         self._lock = threading.Lock()
 
-    def line(self, text: str) -> None:
-        """Write one line of results to stdout and the --output file, each unless writing there failed before."""
+    def line(self, text: str, *, stdout_only: bool = False) -> None:
+        """Write one line of results to stdout and the --output file, each unless writing there failed before.
+
+        `stdout_only`: a line that is no call's result (a --list line, the summary record), kept out of
+        --output files, which are read back as result lines.
+        """
         with self._lock:
             for name, stream in self.streams.items():
+                if stdout_only and name != "stdout":
+                    continue
                 stream = stream or sys.stdout if name == "stdout" else stream
                 if name in self.broken:
                     continue
@@ -1336,11 +1342,7 @@ class Report:
         record = {"summary": True, "exitCode": int(code), "changed": self.changed, "counts": counts,
                   "requests": self.transport.requests_sent if self.transport else 0, "reason": reason,
                   "timestamp": now}
-        streams, self.streams = self.streams, {"stdout": self.streams["stdout"]}  # not the --output file
-        try:
-            self.line(json.dumps(record, sort_keys=True))
-        finally:
-            self.streams = streams
+        self.line(json.dumps(record, sort_keys=True), stdout_only=True)
 
     def close(self) -> None:
         """Close the --output file (stdout is the interpreter's)."""
@@ -2743,7 +2745,7 @@ def list_calls(org: Org, calls: list[Call], settings: Settings, report: Report) 
         record = describe_call(conversation, call, names)
         if call.decided:
             record["reason"] = call.reason or str(call.error)
-        report.line(format_listed(record, settings.output_json))
+        report.line(format_listed(record, settings.output_json), stdout_only=True)
         call.skipped, call.error, call.dry_run = False, None, True  # done: it was shown
         shown.append(call)
     if not shown:

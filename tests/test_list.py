@@ -136,3 +136,12 @@ def test_list_cannot_go_with_dry_run_or_check(scenario: Scenario, run_inprocess)
     for flag in ("--dry-run", "--check"):
         result = run_inprocess(scenario.org, "--from-queue", "Support", "--list", flag)
         assert result.code == 2 and f"--list cannot go with {flag}" in result.err
+
+
+def test_list_lines_stay_out_of_the_output_file(scenario: Scenario, run_inprocess, tmp_path) -> None:
+    output = tmp_path / "moved.txt"
+
+    result = run_inprocess(scenario.org, "--from-queue", "Support", "--list", "--output", str(output))
+
+    assert result.code == 0 and result.out.startswith("listed ")
+    assert output.read_text() == ""
