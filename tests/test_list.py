@@ -16,11 +16,12 @@ def no_change_sent(org) -> None:
     assert org.transfers == [] and org.routing_changes == [] and org.attribute_changes == []
 
 
-def test_an_agents_call_shows_the_agent_and_the_leg_that_would_move(scenario: Scenario, run_inprocess) -> None:
+@pytest.mark.parametrize("by", ["--user-email", "--user-id"])
+def test_an_agents_call_shows_the_agent_and_the_leg_that_would_move(scenario: Scenario, run_inprocess, by) -> None:
     org = scenario.org
     [leg] = org.live_participants(scenario.agent_call, "agent")
 
-    result = run_inprocess(org, "--user-email", "ada@example.com", "--list")
+    result = run_inprocess(org, by, "ada@example.com" if by == "--user-email" else scenario.agent, "--list")
 
     assert result.code == 0, result.err
     assert result.out == (f"listed {scenario.agent_call} voice with agent Ada Agent (user {scenario.agent}): would "
