@@ -702,16 +702,21 @@ def test_a_rerun_on_lines_does_not_take_a_call_an_agent_answered_since(scenario,
     assert org.transfers == [] and len(org.live_participants(call, "agent")) == 1
 
 
-def test_a_move_the_earlier_run_did_not_see_land_is_read_again_not_taken_for_done(scenario: Scenario,
-                                                                                 run_inprocess, tmp_path) -> None:
-    """A stop between the 202 and the verification leaves "(moved, not verified)": a rerun on those lines confirms
-    the move by reading the call (found in the target queue: skipped, done), never by trusting the line."""
-    org = scenario.org
-    call = scenario.waiting_call
+def not_verified_line(scenario: Scenario, tmp_path) -> tuple:
+    """An earlier run's last line for the waiting call: moved, then stopped before it was verified."""
+    org, call = scenario.org, scenario.waiting_call
     [leg] = org.live_participants(call, "acd")
     lines = tmp_path / "moved.txt"
     lines.write_text(f"transferred {call} participant {leg['id']} from queue {scenario.support} to queue "
                      f"{scenario.billing} (moved, not verified): not verified: stopped by SIGTERM\n")
+    return org, call, leg, lines
+
+
+def test_a_move_the_earlier_run_did_not_see_land_is_read_again_not_taken_for_done(scenario: Scenario,
+                                                                                 run_inprocess, tmp_path) -> None:
+    """A stop between the 202 and the verification leaves "(moved, not verified)": a rerun on those lines confirms
+    the move by reading the call (found in the target queue: skipped, done), never by trusting the line."""
+    org, call, leg, lines = not_verified_line(scenario, tmp_path)
     # that run's transfer was applied after it stopped
     org._apply_transfer({"conversationId": call, "participantId": leg["id"], "queueId": scenario.billing}, None)
 
@@ -746,12 +751,7 @@ def test_a_not_verified_line_fed_back_elsewhere_never_sends_the_transfer_again(s
 
 def test_a_not_verified_line_for_a_call_moved_on_since_is_not_moved_again(scenario: Scenario, run_inprocess,
                                                                          tmp_path) -> None:
-    org = scenario.org
-    call = scenario.waiting_call
-    [leg] = org.live_participants(call, "acd")
-    lines = tmp_path / "moved.txt"
-    lines.write_text(f"transferred {call} participant {leg['id']} from queue {scenario.support} to queue "
-                     f"{scenario.billing} (moved, not verified): not verified: stopped by SIGTERM\n")
+    org, call, leg, lines = not_verified_line(scenario, tmp_path)
     # it landed in Billing Overflow, then someone put it back in Support (a new leg there)
     org._apply_transfer({"conversationId": call, "participantId": leg["id"], "queueId": scenario.billing}, None)
     [landed] = org.live_participants(call, "acd")
