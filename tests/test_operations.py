@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import signal
 import subprocess
 import sys

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import transfer_call
-from conftest import SCRIPT, run_script
+from conftest import Scenario, SCRIPT, run_script
 from fake_org import FakeOrg, build_scenario, script_environment
 from test_bulk import answered_but_listed_as_waiting, evacuation_org, transfers_per_call
 from test_operations import start, wait_until
