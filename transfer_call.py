@@ -1924,11 +1924,13 @@ class Org:
         self._locks.clear()
         self.transport.client.close()
 
-    def lock(self, what: str) -> None:
+    def lock(self, what: str, shared: str | None = None) -> None:
         """Hold, until the process ends, this machine's lock on `what` in this org; raise Busy when another run has it.
 
         A file lock (flock) in the user's state folder (state_folder): the kernel releases it
         however the process ends, SIGKILL included. It does not reach other machines or users.
+        `shared` (what the run does there) takes it shared: runs that share it may overlap, a run
+        that wants it alone may not (a run following calls into a queue, and one taking calls from it).
         """
         try:
             import fcntl
@@ -1937,7 +1939,7 @@ class Org:
             return
         handle = self._state_file(what, "a+", ".lock")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError:
             holder = ""
             for _ in range(10):  # the holder writes who it is right after it takes the lock
@@ -1952,7 +1954,7 @@ class Org:
         handle.seek(0)
         handle.truncate()
         handle.write(f"transfer_call run {os.getpid()} (started "
-                     f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')})")
+                     f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}{', ' + shared if shared else ''})")
         handle.flush()
         self._locks.append(handle)
 
@@ -2623,6 +2625,8 @@ def source_queue(org: Org, settings: Settings, plan: Plan) -> tuple[str, str | N
                          "choose another target")
     if not settings.read_only:
         org.lock(f"queue {source_id}")
+        if settings.follow and plan.queue_id:  # no run may take calls from where this one pours them for so long
+            org.lock(f"queue {plan.queue_id}", shared="following calls into it")
     return source_id, source_name
 
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import pytest
 
 import transfer_call
-from conftest import SCRIPT, Run, final_records, json_lines
+from conftest import SCRIPT, Run, final_records, json_lines, run_script
 from fake_org import FakeOrg, build_scenario, script_environment, serve
 
 EVENT_BOUND = 2.0  # seconds from arrival to the transfer's 202, with events (the issue's bound)
@@ -579,3 +579,29 @@ def test_retry_messages_never_show_the_channel_id(follow) -> None:
     assert result.code == 0, result.err
     assert "/notifications/channels/.../subscriptions" in result.err
     assert all(channel not in result.err for channel in org.channels)
+
+
+def test_a_follow_into_a_queue_keeps_runs_from_taking_calls_out_of_it(follow) -> None:
+    """A→B followed while B→A is asked (or any run from B): refused (exit 7), or each would move the other's calls
+    back and forth; two follows into one queue may run together."""
+    org, support, billing = queue_org()
+    third = org.add_queue("Sales")
+    results = {}
+
+    def during() -> None:
+        time.sleep(1.0)  # the first run follows by then
+        base_url = os.environ["GENESYS_API_HOST"]  # the same org at the same address: the same locks
+        results["back"] = run_script(base_url, org, "--from-queue", "Billing Overflow", "--queue-id", support,
+                                     "--follow", "1s", "--yes")
+        results["plain"] = run_script(base_url, org, "--from-queue", "Billing Overflow", "--queue-id", support)
+        results["also into"] = run_script(base_url, org, "--from-queue", "Sales", "--queue-id", billing, "--follow",
+                                          "1s", "--yes")
+
+    first = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", "--yes", during=during)
+
+    assert first.code == 0, first.err
+    for name in ("back", "plain"):
+        assert results[name].code == 7, (name, results[name].err)
+        assert "following calls into it) is acting on queue" in results[name].err
+    assert results["also into"].code == 0, results["also into"].err
+    assert third and org.transfers == []
