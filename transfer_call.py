@@ -2904,7 +2904,12 @@ class Follow:
         except Stopped:
             return []
         except TransferCallError as exc:  # the next listing may do better; the calls already moved stay moved
-            log.warning("listing queue %s failed (%s); trying again in %gs", self.where, exc, POLLING_EVERY)
+            if self.last_look:  # there is no next one: what arrived unseen may still wait, so the run is not done
+                self.stop.halt(type(exc)(f"the last listing of queue {self.where}, at the window's end, failed "
+                                         f"({exc}): calls that arrived since the one before may still wait there; "
+                                         "look with --list", code=exc.code))
+            else:
+                log.warning("listing queue %s failed (%s); trying again in %gs", self.where, exc, POLLING_EVERY)
             return []
         self.waiting = len(calls)
         self.held = {cid: call for cid, call in self.held.items() if cid in {c.conversation_id for c in calls}}

@@ -605,3 +605,19 @@ def test_a_follow_into_a_queue_keeps_runs_from_taking_calls_out_of_it(follow) ->
         assert "following calls into it) is acting on queue" in results[name].err
     assert results["also into"].code == 0, results["also into"].err
     assert third and org.transfers == []
+
+
+def test_a_failed_last_listing_is_not_taken_for_a_window_done(follow, monkeypatch) -> None:
+    monkeypatch.setattr(transfer_call, "LISTING_EVERY", 60.0)
+    org, support, billing = queue_org(rate_limit=1000)
+    org.lose_events = True
+
+    def during() -> None:
+        time.sleep(1.0)
+        org.add_waiting_call(support)  # its event is lost; the window's last listing would find it, but fails
+        org.inject("POST", "/analytics/conversations/details/query", 403, times=None)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "2s", "--yes", during=during)
+
+    assert result.code == 3, result.err  # the listing's own cause: a permission lost; nothing was changed
+    assert "the last listing of queue Support, at the window's end, failed" in result.err
