@@ -1683,6 +1683,13 @@ class Transport:
             self._pace.notify_all()
 
 
+    def refill_budget(self) -> None:
+        """The org answered again: the next stretch of trouble gets the whole retry budget (a --follow window lasts
+        hours; the budget bounds one stretch of failures, not all of them)."""
+        with self._lock:
+            self.retry_spent = 0.0
+
+
 def is_json(text: str) -> bool:
     try:
         json.loads(text)
@@ -2911,6 +2918,7 @@ class Follow:
             else:
                 log.warning("listing queue %s failed (%s); trying again in %gs", self.where, exc, POLLING_EVERY)
             return []
+        self.org.transport.refill_budget()
         self.waiting = len(calls)
         self.held = {cid: call for cid, call in self.held.items() if cid in {c.conversation_id for c in calls}}
         if time.monotonic() - self.said_at >= LISTING_EVERY:

@@ -621,3 +621,31 @@ def test_a_failed_last_listing_is_not_taken_for_a_window_done(follow, monkeypatc
 
     assert result.code == 3, result.err  # the listing's own cause: a permission lost; nothing was changed
     assert "the last listing of queue Support, at the window's end, failed" in result.err
+
+
+def test_a_long_window_gets_its_retry_budget_back_after_each_good_listing(follow, monkeypatch) -> None:
+    """Eleven 503s over the window, one at a time, each retried once after 0.1 to 0.5 s: 1.1 s or more of waiting in
+    all, over a 1 s budget, but about 0.5 s at most in one stretch: the run lasts its window."""
+    monkeypatch.setattr(transfer_call, "LISTING_EVERY", 0.3)
+    monkeypatch.setenv("GENESYS_RETRY_BUDGET", "1")
+    org, support, billing = queue_org()
+    calls, arrive = arrivals(org, support, 2, every=1.0, start=0.5)
+
+    def during() -> None:
+        threading.Thread(target=arrive, daemon=True).start()
+        def queries() -> int:
+            return len(org.sent("POST", "/analytics/conversations/details/query"))
+
+        for _ in range(11):  # the next only once the last one's retry got through: one failure a stretch
+            org.inject("POST", "/analytics/conversations/details/query", 503, times=1)
+            while org._rules[-1].times:
+                time.sleep(0.02)
+            failed = queries()
+            while queries() == failed:
+                time.sleep(0.02)
+
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "12s", "--yes", during=during)
+
+    assert result.code == 0, result.err
+    assert result.err.count("HTTP 503; retrying in") == 11
+    moved_once(org, calls, billing)
