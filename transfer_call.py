@@ -3083,7 +3083,7 @@ class Follow:
             if time.monotonic() >= channel.renew_at:
                 self.subscribe(channel)
             try:
-                text = ws.receive_text(timeout=1.0)
+                text = ws.receive_text(timeout=max(0.05, min(1.0, channel.renew_at - time.monotonic())))
             except queue.Empty:
                 if time.monotonic() - heard > 2 * HEARTBEAT:
                     raise SocketDead(f"no heartbeat for {2 * HEARTBEAT:g}s") from None

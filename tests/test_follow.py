@@ -191,13 +191,13 @@ def test_a_silent_socket_is_taken_for_dead_after_two_heartbeats(follow, monkeypa
 
 def test_the_channel_is_subscribed_again_before_it_expires(follow) -> None:
     org, support, billing = queue_org()
-    org.channel_ttl = 1.0  # it would expire after a second unless subscribed again
-    calls, arrive = arrivals(org, support, 4, every=0.7)
+    org.channel_ttl = 2.0  # it would expire after two seconds unless subscribed again (at half its life)
+    calls, arrive = arrivals(org, support, 5, every=1.0)
 
-    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", "--yes", during=arrive)
+    result = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "6s", "--yes", during=arrive)
 
     assert result.code == 0, result.err
-    assert len(org.sent("PUT", "/subscriptions")) >= 3
+    assert len(org.sent("PUT", "/subscriptions")) >= 4
     assert len(org.sent("POST", "/api/v2/notifications/channels")) == 1
     moved_once(org, calls, billing)
     assert max(org.accepted_at[c] - org.arrived_at[c] for c in calls) < EVENT_BOUND
