@@ -1948,22 +1948,55 @@ class Org:
         try:
             fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except OSError:
-            holder = ""
-            for _ in range(10):  # the holder writes who it is right after it takes the lock
-                handle.seek(0)
-                holder = handle.read().strip()
-                if holder:
-                    break
-                time.sleep(0.02)
+            holder = self._holders(handle)
             handle.close()
-            raise Busy(f"{holder or 'another run'} is acting on {what} in this org; wait for it to finish (or stop "
-                       "it), then run again") from None
-        handle.seek(0)
-        handle.truncate()
+            raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then run "
+                       "again") from None
+        if not shared:  # alone: the file names this run only; shared holders each add a line
+            handle.seek(0)
+            handle.truncate()
         handle.write(f"transfer_call run {os.getpid()} (started "
-                     f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}{', ' + shared if shared else ''})")
+                     f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}{', ' + shared if shared else ''})\n")
         handle.flush()
         self._locks.append(handle)
+
+    @staticmethod
+    def _holders(handle: Any) -> str:
+        """Who holds a lock, as its file says: the runs it names that are still alive (a holder writes right after it
+        takes the lock, so an empty file is read again for a moment)."""
+        for _ in range(10):
+            handle.seek(0)
+            lines = [line for line in handle.read().splitlines() if line.strip()]
+            alive = []
+            for line in lines:
+                pid = re.match(r"transfer_call run (\d+)", line)
+                try:
+                    if pid:
+                        os.kill(int(pid.group(1)), 0)
+                    alive.append(line)
+                except PermissionError:
+                    alive.append(line)
+                except (OSError, ValueError):
+                    pass
+            if alive:
+                return " and ".join(alive)
+            time.sleep(0.02)
+        return "another run"
+
+    def poured_into(self, queue_id: str) -> str | None:
+        """The --follow runs on this machine moving calls into this queue now (None: none): a run must not take calls
+        out of it, or they would be moved back and forth."""
+        try:
+            import fcntl
+        except ImportError:
+            return None
+        with self._state_file(f"calls poured into queue {queue_id}", "a+", ".lock") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return self._holders(handle)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return None
 
     def remember_transfer(self, call: Call, state: str = "sent") -> None:
         """Note in this machine's journal that the call's leg is being transferred ("sent"), or was refused ("refused").
@@ -2474,7 +2507,17 @@ def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, st
         if not settings.listed and not settings.read_only:
             org.lock(f"conversation {calls[0].conversation_id}")
     journal = org.journal() if not settings.read_only else {}
+    pouring = {}
     for call in calls:
+        if source is None and not settings.read_only and not call.decided and call.move and call.from_queue_id and \
+                call.from_queue_id != call.queue_id:
+            if call.from_queue_id not in pouring:
+                pouring[call.from_queue_id] = org.poured_into(call.from_queue_id)
+            if pouring[call.from_queue_id]:
+                error = Busy(f"{pouring[call.from_queue_id]} is moving calls into queue {call.from_queue_id}, where this "
+                             "call waits: it would be moved back; stop that run, or wait for its window to end")
+                call.fail(str(error), error)
+                continue
         if not call.decided and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
             where = call.queue_name or call.queue_id
             if plan.changes:  # a rerun of a move with routing: the move is done, the rest is set again in place
@@ -2632,8 +2675,12 @@ def source_queue(org: Org, settings: Settings, plan: Plan) -> tuple[str, str | N
                          "choose another target")
     if not settings.read_only:
         org.lock(f"queue {source_id}")
+        pouring = org.poured_into(source_id)
+        if pouring:
+            raise Busy(f"{pouring} is moving calls into queue {source_name or source_id}: calls taken out of it would "
+                       "be moved back; stop it, or wait for its window to end")
         if settings.follow and plan.queue_id:  # no run may take calls from where this one pours them for so long
-            org.lock(f"queue {plan.queue_id}", shared="following calls into it")
+            org.lock(f"calls poured into queue {plan.queue_id}", shared="following calls into it")
     return source_id, source_name
 
 
@@ -2880,7 +2927,7 @@ class Follow:
         now = time.monotonic()
         if self.over:
             self.last_look = True
-            found = self.listing()
+            found = self.listing(last=True)
         elif self.list_now.is_set() or now >= self.next_listing:
             self.list_now.clear()
             self.next_listing = now + (LISTING_EVERY if self.connected else POLLING_EVERY)
@@ -2903,7 +2950,7 @@ class Follow:
         self.acted += fresh
         return fresh
 
-    def listing(self) -> list[Call]:
+    def listing(self, last: bool = False) -> list[Call]:
         """The calls waiting in the source queue now (list_source_queue), and a progress line a minute."""
         try:
             calls = [call for call in list_source_queue(self.org, self.settings, self.plan, self.source)
@@ -2911,7 +2958,7 @@ class Follow:
         except Stopped:
             return []
         except TransferCallError as exc:  # the next listing may do better; the calls already moved stay moved
-            if self.last_look:  # there is no next one: what arrived unseen may still wait, so the run is not done
+            if last:  # there is no next one: what arrived unseen may still wait, so the run is not done
                 self.stop.halt(type(exc)(f"the last listing of queue {self.where}, at the window's end, failed "
                                          f"({exc}): calls that arrived since the one before may still wait there; "
                                          "look with --list", code=exc.code))

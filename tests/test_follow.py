@@ -582,29 +582,35 @@ def test_retry_messages_never_show_the_channel_id(follow) -> None:
 
 
 def test_a_follow_into_a_queue_keeps_runs_from_taking_calls_out_of_it(follow) -> None:
-    """A→B followed while B→A is asked (or any run from B): refused (exit 7), or each would move the other's calls
-    back and forth; two follows into one queue may run together."""
+    """A→B followed while B→A is asked, or a call waiting in B is named to go to A: refused (exit 7), or the follow
+    would move them back; two follows into one queue may run together, and a run into B is no concern."""
     org, support, billing = queue_org()
-    third = org.add_queue("Sales")
+    org.add_queue("Sales")
+    in_billing = org.add_waiting_call(billing, caller="+15550701")
+    listed = "ids.txt"
     results = {}
 
     def during() -> None:
         time.sleep(1.0)  # the first run follows by then
         base_url = os.environ["GENESYS_API_HOST"]  # the same org at the same address: the same locks
-        results["back"] = run_script(base_url, org, "--from-queue", "Billing Overflow", "--queue-id", support,
-                                     "--follow", "1s", "--yes")
-        results["plain"] = run_script(base_url, org, "--from-queue", "Billing Overflow", "--queue-id", support)
-        results["also into"] = run_script(base_url, org, "--from-queue", "Sales", "--queue-id", billing, "--follow",
-                                          "1s", "--yes")
+        with open(listed, "w") as ids:
+            ids.write(in_billing + "\n")
+        for name, argv in (
+                ("back", ["--from-queue", "Billing Overflow", "--queue-id", support, "--follow", "1s", "--yes"]),
+                ("plain", ["--from-queue", "Billing Overflow", "--queue-id", support]),
+                ("named", ["--conversation-id", in_billing, "--queue-id", support]),
+                ("listed", ["--conversations-file", listed, "--queue-id", support]),
+                ("also into", ["--from-queue", "Sales", "--queue-id", billing, "--follow", "1s", "--yes"])):
+            results[name] = run_script(base_url, org, *argv)
 
-    first = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "4s", "--yes", during=during)
+    first = follow(org, "--from-queue", "Support", "--queue-id", billing, "--follow", "5s", "--yes", during=during)
 
     assert first.code == 0, first.err
-    for name in ("back", "plain"):
+    for name in ("back", "plain", "named", "listed"):
         assert results[name].code == 7, (name, results[name].err)
-        assert "following calls into it) is acting on queue" in results[name].err
+        assert "transfer_call run " in results[name].err and "following calls into it" in results[name].err
     assert results["also into"].code == 0, results["also into"].err
-    assert third and org.transfers == []
+    assert org.transfers == [] and org.queue_of(in_billing) == billing
 
 
 def test_a_failed_last_listing_is_not_taken_for_a_window_done(follow, monkeypatch) -> None:
