@@ -2876,7 +2876,7 @@ class Follow:
         self.acted: list[Call] = []               # every call the run picked; a conversation it sent for is done
         self.last_look = False                    # the listing at the window's end is done
         self.held: dict[str, Call] = {}           # held back by the journal when last seen: looked at again later
-        self.calls: list[Call] = []               # the calls the window added
+        self.first = 0                            # acted[first:] are the calls the window added
         self.hints: queue.SimpleQueue[tuple[str, Mapping[str, Any]]] = queue.SimpleQueue()  # (media, event body)
         self.topics = {f"v2.routing.queues.{source[0]}.conversations.{'calls' if medium == 'voice' else 'callbacks'}":
                        medium for medium in settings.media}
@@ -2892,7 +2892,7 @@ class Follow:
         """Follow from now on; the calls of the first listing are taken, but for those held back (looked at again)."""
         self.held = {call.conversation_id: call for call in calls if call.held_back}
         self.taken.update(call.participant_id for call in calls if not call.held_back)
-        self.acted = list(calls)
+        self.acted, self.first = list(calls), len(calls)
         self.next_listing = time.monotonic() + POLLING_EVERY
         self.thread.start()
 
@@ -2906,6 +2906,11 @@ class Follow:
         for call in self.held.values():
             self.report.call(call)
         return list(self.held.values())
+
+    @property
+    def calls(self) -> list[Call]:
+        """The calls the window added to those of the first listing."""
+        return self.acted[self.first:]
 
     @property
     def over(self) -> bool:
@@ -2946,7 +2951,6 @@ class Follow:
             self.held.pop(call.conversation_id, None)
             self.taken.add(call.participant_id)
             fresh.append(call)
-        self.calls += fresh
         self.acted += fresh
         return fresh
 
@@ -3050,7 +3054,6 @@ class Follow:
                             POLLING_EVERY, exc)
                 return
             except Exception as exc:  # noqa: BLE001 - a dropped socket or a failed request: try again, listing meanwhile
-                self.connected = False
                 self.next_listing = min(self.next_listing, time.monotonic() + POLLING_EVERY)
                 if isinstance(exc, TransferCallError):
                     channel = None  # the channel's requests failed: a new one next time
@@ -3061,7 +3064,6 @@ class Follow:
                         "again in %.0fs, listing queue %s every %gs meanwhile", str(exc) or type(exc).__name__, delay,
                         self.where, POLLING_EVERY)
                 self.closed.wait(delay)
-        self.connected = False
 
     def open_channel(self) -> types.SimpleNamespace:
         """A notification channel subscribed to the source queue's topics (calls, callbacks: as --media says)."""
@@ -3105,7 +3107,6 @@ class Follow:
                 try:
                     self.receive(ws, channel)
                 finally:  # say goodbye, then cut the socket: a read blocked on a dead one must end too
-                    self.connected = False
                     with contextlib.suppress(Exception):
                         ws.send(import_dependency("wsproto").events.CloseConnection(code=1000))
                     with contextlib.suppress(Exception):
