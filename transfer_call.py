@@ -1735,9 +1735,36 @@ def load_sdk() -> types.SimpleNamespace:
     # The SDK's logger writes request headers (the bearer token) when a user's
     # ~/.genesyscloudpython/config turns it on; this tool must never log a token.
     logging.getLogger(SDK_PACKAGE).disabled = True
+    configure_sdk_once(module(".configuration"))
     return types.SimpleNamespace(ApiClient=module(".api_client").ApiClient, ApiException=module(".rest").ApiException,
                                  AbstractHttpClient=module(".abstract_http_client").AbstractHttpClient,
                                  models=module(".models"))
+
+
+def configure_sdk_once(configuration: types.ModuleType) -> None:
+    """Make the SDK's Configuration singleton read its config file without watching it (no observer thread).
+
+    Its constructor starts a watchdog observer on ~/.genesyscloudpython, or, when that folder is
+    missing, on the nearest folder above it that exists, recursively: a walk of the whole home
+    folder at every start (1.7 s for 40,000 folders here; errors past the inotify limit). A run is
+    too short to need a live reload. A program that made the singleton already keeps it as it is.
+    """
+    factory = configuration.Configuration  # the SDK's @singleton: the class and its one instance are in its closure
+    cells = {name: cell.cell_contents for name, cell in zip(factory.__code__.co_freevars, factory.__closure__ or ())}
+    cls = cells.get("cls")
+    if cls is None or cls in cells.get("instances", {}):
+        return
+    read = cls._update_config_from_file
+
+    def read_once(self: Any) -> None:
+        read(self)
+        self.live_reload_config = False  # the constructor starts the observer only while this is true
+
+    cls._update_config_from_file = read_once
+    try:
+        configuration.Configuration()
+    finally:
+        cls._update_config_from_file = read
 
 
 def register_lazy_sdk() -> None:

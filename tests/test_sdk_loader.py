@@ -137,3 +137,30 @@ def test_the_sdk_logger_never_writes_the_token_even_when_its_config_asks_for_tra
     output = done.stdout + done.stderr
     assert org.issued_tokens and not any(token in output for token in org.issued_tokens)
     assert "Authorization" not in output and "Bearer" not in output
+
+
+WATCHERS = """
+import sys, threading
+sys.path.insert(0, sys.argv[1])
+import transfer_call
+sdk = transfer_call.load_sdk()
+sdk.ApiClient(host="https://api.fake.test")
+configuration = sys.modules["PureCloudPlatformClientV2.configuration"].Configuration()
+print(sorted(thread.name for thread in threading.enumerate()), configuration._observer, configuration.live_reload_config)
+"""
+
+
+@pytest.mark.parametrize("config", [None, "[logging]\nlog_level = none\n"])
+def test_the_sdk_never_watches_the_home_folder_or_its_config(tmp_path: Path, config: str | None) -> None:
+    """The SDK's Configuration starts a watchdog observer on ~/.genesyscloudpython, or on the whole home folder when
+    that is missing (seconds of walking at every start): the run starts none, whether the file is there or not."""
+    for name in ("projects/app/node_modules/a", "projects/app/node_modules/b", "Documents"):
+        (tmp_path / name).mkdir(parents=True)
+    if config is not None:
+        (tmp_path / ".genesyscloudpython").mkdir()
+        (tmp_path / ".genesyscloudpython" / "config").write_text(config)
+    done = subprocess.run([sys.executable, "-c", WATCHERS, str(SCRIPT.parent)], capture_output=True, text=True,
+                          timeout=120, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['MainThread']", "None", "False"], done.stdout
