@@ -2,6 +2,7 @@
 
     python bench/run.py [--latency 0.05] [--calls 300] [--scale 10] [--follow-window 20] [--follow-every 0.5]
     python bench/run.py --only follow    (section 5 alone)
+    python bench/run.py --only home      (section 6 alone) [--home-runs 5]
 
 Prints one table of figures measured in this run, each as a ratio to the floor or to the
 alternative (absolute times on a shared machine mean little):
@@ -14,7 +15,10 @@ alternative (absolute times on a shared machine mean little):
   4. peak memory (max RSS) of a single-call run and of the bulk run;
   5. --follow: calls arriving in the source queue at a steady rate while the script follows it
      (events over the WebSocket), each call's time from arrival to its accepted transfer, against
-     the org's latency, and the requests per moved call, against the goals.
+     the org's latency, and the requests per moved call, against the goals;
+  6. a real home: one transfer by --user-id (as in 1) with HOME a folder of ~20,000 folders (project
+     trees with node_modules, built in a temp folder and removed at the end), against HOME an empty
+     temp folder, interleaved in the same run (the SDK's Configuration() may watch all of $HOME).
 Nothing leaves 127.0.0.1.
 """
 
@@ -354,6 +358,65 @@ def print_follow(follow: dict[str, float], latency: float, window: int, every: f
             print(f"     {line}")
 
 
+# A real home: the SDK's Configuration() starts a watchdog observer on ~/.genesyscloudpython, or, when that
+# folder is missing, on the nearest existing parent ($HOME), recursively: one inotify watch per folder.
+HOME_GOAL = 1.1  # one transfer with a big HOME at most this many times the one with an empty HOME
+HOME_PROJECTS, HOME_PACKAGES, HOME_PACKAGE_FOLDERS = 40, 100, ("lib", "dist", "src", "test")
+
+
+def build_home(root: Path) -> int:
+    """Fill root like a developer's home: code/project-N/node_modules/pkg-M/{lib,dist,src,test}; the folders made."""
+    made = 0
+    for project in range(HOME_PROJECTS):
+        modules = root / "code" / f"project-{project:02d}" / "node_modules"
+        for package in range(HOME_PACKAGES):
+            for sub in HOME_PACKAGE_FOLDERS:
+                (modules / f"pkg-{package:03d}" / sub).mkdir(parents=True)
+    for _, folders, _ in os.walk(root):
+        made += len(folders)
+    return made
+
+
+def bench_home(latency: float, runs: int) -> dict[str, float]:
+    """One transfer by --user-id, as a user runs it (a subprocess, wall from start to exit), with HOME a
+    folder of ~20,000 folders and with HOME an empty folder, interleaved (the order alternates each
+    round); one untimed round first, so both start with a warm page cache and ~/.cache/transfer_call made."""
+    argv = [sys.executable, str(SCRIPT), "--user-id", "{agent}", "--queue-id", "{queue}"]
+    walls: dict[str, list[float]] = {"big": [], "empty": []}
+    with tempfile.TemporaryDirectory(prefix="bench-home-big-") as big, \
+            tempfile.TemporaryDirectory(prefix="bench-home-empty-") as empty:
+        started = time.perf_counter()
+        folders = build_home(Path(big))
+        built = time.perf_counter() - started
+        homes = {"big": big, "empty": empty}
+        for round_ in range(runs + 1):
+            for key in ("big", "empty") if round_ % 2 else ("empty", "big"):
+                org, agent, billing = single_org(latency)
+                with serve(org) as base_url:
+                    wall, code, _ = timed([part.format(agent=agent, queue=billing) for part in argv],
+                                          environment(org, base_url) | {"HOME": homes[key]})
+                assert code == 0 and len(org.transfers) == 1, (key, code, org.transfers)
+                if round_:
+                    walls[key].append(wall)
+        leftovers = sorted(name for name in os.listdir(empty))
+    return {"folders": folders, "built": built, "big": statistics.median(walls["big"]),
+            "empty": statistics.median(walls["empty"]), "big_all": walls["big"], "empty_all": walls["empty"],
+            "leftovers": leftovers}
+
+
+def print_home(home: dict, runs: int) -> None:
+    ratio = home["big"] / home["empty"]
+    print(f"\n6. a real home: one transfer by --user-id, HOME of {home['folders']:,} folders (built in "
+          f"{home['built']:.1f}s, removed after) vs an empty HOME, interleaved, medians of {runs} runs")
+    print(f"   {'':<34}{'wall':>10}   ×(empty HOME)   goal")
+    print(f"   {'HOME empty':<34}{home['empty'] * 1000:7.0f} ms   {1.0:13.2f}")
+    print(f"   {'HOME with ' + format(home['folders'], ',') + ' folders':<34}{home['big'] * 1000:7.0f} ms   "
+          f"{ratio:13.2f}   ≤ {HOME_GOAL:g}×  {'met' if ratio <= HOME_GOAL else 'NOT met'}")
+    print(f"   (each run, ms: empty {' '.join(f'{w * 1000:.0f}' for w in home['empty_all'])}; "
+          f"big {' '.join(f'{w * 1000:.0f}' for w in home['big_all'])}; the empty HOME holds "
+          f"{', '.join(home['leftovers']) or 'nothing'} after the runs)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.05, help="seconds added to every request (default 0.05)")
@@ -364,7 +427,10 @@ def main() -> None:
                         help="the --follow window of section 5 (default 20)")
     parser.add_argument("--follow-every", type=float, default=0.5, metavar="SECONDS",
                         help="seconds between two arrivals in section 5 (default 0.5)")
-    parser.add_argument("--only", choices=("follow",), help="run only this section (follow: section 5)")
+    parser.add_argument("--home-runs", type=int, default=5, metavar="N",
+                        help="runs of each side of section 6's real-home figure (median; default 5)")
+    parser.add_argument("--only", choices=("follow", "home"),
+                        help="run only this section (follow: section 5; home: section 6)")
     args = parser.parse_args()
     started = time.perf_counter()
     if args.only == "follow":
@@ -372,6 +438,12 @@ def main() -> None:
               f"{args.latency * 1000:.0f} ms injected latency")
         print_follow(bench_follow(args.latency, args.follow_window, args.follow_every), args.latency,
                      args.follow_window, args.follow_every)
+        print(f"\nbenchmark took {time.perf_counter() - started:.0f}s")
+        return
+    if args.only == "home":
+        print(f"transfer_call.py benchmark: {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
+              f"{args.latency * 1000:.0f} ms injected latency")
+        print_home(bench_home(args.latency, args.home_runs), args.home_runs)
         print(f"\nbenchmark took {time.perf_counter() - started:.0f}s")
         return
     single = bench_single(args.latency, args.runs)
@@ -435,6 +507,7 @@ def main() -> None:
     print(f"   (single-call SDK script: {single['sdk_rss'] / 1024:.0f} MiB)")
     print_follow(bench_follow(args.latency, args.follow_window, args.follow_every), args.latency,
                  args.follow_window, args.follow_every)
+    print_home(bench_home(args.latency, args.home_runs), args.home_runs)
     print(f"\nbenchmark took {time.perf_counter() - started:.0f}s")
 
 
