@@ -45,11 +45,19 @@ import sys
 
 if __name__ == "__main__":  # first, before any other import: a signal while starting ends the run cleanly
     import _signal  # built in, where `signal` imports enum first
+    import time
 
     STARTING = {getattr(_signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(_signal, name)}
 
     def stopped_while_starting(signum: int, frame: object) -> None:
-        os.write(2, f"transfer_call: stopped by {STARTING[signum]} while starting; nothing was sent\n".encode())
+        reason = f"stopped by {STARTING[signum]} while starting; nothing was sent"
+        os.write(2, f"transfer_call: {reason}\n".encode())
+        if "--json" in sys.argv:  # the summary record every --json run ends with (Report.end), written by hand
+            counts = ", ".join(f'"{n}": 0' for n in ("failed", "moved", "notSent", "skipped", "unknown", "updated",
+                                                      "verified"))
+            os.write(1, (f'{{"changed": false, "counts": {{{counts}}}, "exitCode": {128 + signum}, "reason": "{reason}", '
+                         f'"requests": 0, "summary": true, "timestamp": "{time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())}'
+                         f'.{int(time.time() * 1000) % 1000:03d}Z"}}\n').encode())
         os._exit(128 + signum)
 
     for number in STARTING:
@@ -109,41 +117,45 @@ RECONNECT_MAX = 30.0         # --follow: most seconds between two attempts to re
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
 SDK_PACKAGE = "PureCloudPlatformClientV2"
-# Every request the tool sends, as the SDK's API classes define it: their method's name -> (HTTP
-# method, path, model of the answer). `send` hands these to ApiClient.call_api, which serialises the
-# body and deserialises the answer into that model exactly as the API class would, without
-# importing the API classes and their hundreds of models (tests/test_sdk_loader.py checks each
-# entry against the SDK's own API modules).
+# Every request the tool sends, as the SDK's API classes define it: their method's name -> the HTTP
+# method, path and model of the answer, and its kind: a read (resent freely), a change (it sets values:
+# resending is harmless, but once an answer is lost it may stand), or a transfer (never resent blindly: it
+# could move a call twice). `send` hands these to ApiClient.call_api, which serialises the body and
+# deserialises the answer into that model exactly as the API class would, without importing the API classes
+# and their hundreds of models (tests/test_sdk_loader.py checks each row against the SDK's own API modules).
+Operation = collections.namedtuple("Operation", "method path answer kind")
+CONVERSATION, CALLBACK = "/api/v2/conversations/{conversationId}", "/api/v2/conversations/callbacks/{conversationId}"
 OPERATIONS = {
-    "get_conversation": ("GET", "/api/v2/conversations/{conversationId}", "Conversation"),
-    "post_conversation_participant_replace_queue": (
-        "POST", "/api/v2/conversations/{conversationId}/participants/{participantId}/replace/queue", None),
-    "post_analytics_conversations_details_query": (
-        "POST", "/api/v2/analytics/conversations/details/query", "AnalyticsConversationQueryResponse"),
-    "get_analytics_conversations_details": (
-        "GET", "/api/v2/analytics/conversations/details", "AnalyticsConversationWithoutAttributesMultiGetResponse"),
-    "get_routing_queue": ("GET", "/api/v2/routing/queues/{queueId}", "Queue"),
-    "get_routing_queues": ("GET", "/api/v2/routing/queues", "QueueEntityListing"),
-    "post_users_search": ("POST", "/api/v2/users/search", "UsersSearchResponse"),
-    "get_user": ("GET", "/api/v2/users/{userId}", "User"),
-    "patch_routing_conversation": (
-        "PATCH", "/api/v2/routing/conversations/{conversationId}", "RoutingConversationAttributesResponse"),
-    "patch_conversations_call_participant_attributes": (
+    "get_conversation": Operation("GET", CONVERSATION, "Conversation", "read"),
+    "post_conversation_participant_replace_queue": Operation(
+        "POST", CONVERSATION + "/participants/{participantId}/replace/queue", None, "transfer"),
+    "post_analytics_conversations_details_query": Operation(
+        "POST", "/api/v2/analytics/conversations/details/query", "AnalyticsConversationQueryResponse", "read"),
+    "get_analytics_conversations_details": Operation(
+        "GET", "/api/v2/analytics/conversations/details", "AnalyticsConversationWithoutAttributesMultiGetResponse",
+        "read"),
+    "get_routing_queue": Operation("GET", "/api/v2/routing/queues/{queueId}", "Queue", "read"),
+    "get_routing_queues": Operation("GET", "/api/v2/routing/queues", "QueueEntityListing", "read"),
+    "post_users_search": Operation("POST", "/api/v2/users/search", "UsersSearchResponse", "read"),
+    "get_user": Operation("GET", "/api/v2/users/{userId}", "User", "read"),
+    "patch_routing_conversation": Operation(
+        "PATCH", "/api/v2/routing/conversations/{conversationId}", "RoutingConversationAttributesResponse", "change"),
+    "patch_conversations_call_participant_attributes": Operation(
         "PATCH", "/api/v2/conversations/calls/{conversationId}/participants/{participantId}/attributes",
-        "ParticipantAttributes"),
-    "post_conversations_callback_participant_replace": (
-        "POST", "/api/v2/conversations/callbacks/{conversationId}/participants/{participantId}/replace", None),
-    "patch_conversations_callbacks": ("PATCH", "/api/v2/conversations/callbacks", "PatchCallbackResponse"),
-    "patch_conversations_callback_participant_attributes": (
-        "PATCH", "/api/v2/conversations/callbacks/{conversationId}/participants/{participantId}/attributes",
-        "ParticipantAttributes"),
-    "get_routing_skill": ("GET", "/api/v2/routing/skills/{skillId}", "RoutingSkill"),
-    "get_routing_skills": ("GET", "/api/v2/routing/skills", "SkillEntityListing"),
-    "get_routing_language": ("GET", "/api/v2/routing/languages/{languageId}", "Language"),
-    "get_routing_languages": ("GET", "/api/v2/routing/languages", "LanguageEntityListing"),
-    "post_notifications_channels": ("POST", "/api/v2/notifications/channels", "Channel"),
-    "put_notifications_channel_subscriptions": (
-        "PUT", "/api/v2/notifications/channels/{channelId}/subscriptions", "ChannelTopicEntityListing"),
+        "ParticipantAttributes", "change"),
+    "post_conversations_callback_participant_replace": Operation(
+        "POST", CALLBACK + "/participants/{participantId}/replace", None, "transfer"),
+    "patch_conversations_callbacks": Operation(  # moves a scheduled callback
+        "PATCH", "/api/v2/conversations/callbacks", "PatchCallbackResponse", "transfer"),
+    "patch_conversations_callback_participant_attributes": Operation(
+        "PATCH", CALLBACK + "/participants/{participantId}/attributes", "ParticipantAttributes", "change"),
+    "get_routing_skill": Operation("GET", "/api/v2/routing/skills/{skillId}", "RoutingSkill", "read"),
+    "get_routing_skills": Operation("GET", "/api/v2/routing/skills", "SkillEntityListing", "read"),
+    "get_routing_language": Operation("GET", "/api/v2/routing/languages/{languageId}", "Language", "read"),
+    "get_routing_languages": Operation("GET", "/api/v2/routing/languages", "LanguageEntityListing", "read"),
+    "post_notifications_channels": Operation("POST", "/api/v2/notifications/channels", "Channel", "read"),
+    "put_notifications_channel_subscriptions": Operation(
+        "PUT", "/api/v2/notifications/channels/{channelId}/subscriptions", "ChannelTopicEntityListing", "read"),
 }
 # What a command can name, by id or by name: kind -> (read one, its id's path parameter, list by
 # name, whether only active ones count: a call cannot be routed on an inactive skill or language).
@@ -153,6 +165,8 @@ NAMED = {"queue": ("get_routing_queue", "queueId", "get_routing_queues", False),
 ROUTING_FIELDS = {"priority": "priority", "skillIds": "skills", "languageId": "language"}  # body key -> words
 DONE_EARLIER = "done in the earlier run"  # the reason of a call a rerun on result lines finds done: not a fact
 MEDIA = ("voice", "callback")  # what --media may name: a voice call, or a callback waiting in a queue
+# Where each kind of stdout line goes: only result lines reach --output files, which are read back as result lines.
+LINE_KINDS = {"result": ("stdout", "--output"), "listing": ("stdout",), "check": ("stdout",), "summary": ("stdout",)}
 PRIORITY_LIMIT = 25_000_000   # RoutingConversationAttributesRequest.priority: -25,000,000 to 25,000,000
 ATTRIBUTE_LIMIT = 256         # characters of a participant data value (Architect's cap)
 DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")   # a part of a duration: 90, 90s, 15m, 1h (1h30m: two parts)
@@ -278,6 +292,10 @@ class MaybeApplied(Unavailable):
     def __init__(self, message: str, *, stopped: Stopped | None = None) -> None:
         super().__init__(message)
         self.stopped = stopped
+
+
+class StateError(UsageError):
+    """Raised when this machine's state folder (locks, the journal of transfers) cannot be used."""
 
 
 class Busy(TransferCallError):
@@ -432,18 +450,37 @@ def region_base_url(region: str, hosts: Mapping[str, str]) -> str | None:
 
 
 def check_base_url(url: str) -> str | None:
-    """Why GENESYS_API_HOST is unusable, or None; plain http is allowed only to a loopback host."""
+    """Why GENESYS_API_HOST is unusable, or None; plain http is allowed only to a loopback host.
+
+    The value is never quoted (a mistyped one may hold a password or a token): the problem names the part.
+    """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"GENESYS_API_HOST must be a URL such as https://api.mypurecloud.com, not {url!r}"
-    if parts.username is not None or parts.password is not None:  # not echoed: it holds a password
-        return "GENESYS_API_HOST must not hold a user name or password; give the host alone"
+    try:
+        hostname, _ = parts.hostname, parts.port  # a port that is not a number raises
+    except ValueError:
+        hostname = None
+    if parts.scheme not in ("http", "https") or not hostname or "@" in url:
+        if "@" in url:
+            return ("GENESYS_API_HOST must not hold a user name or password (nor a token), and its scheme must be "
+                    "https:// (mistyped?); give the host alone, such as https://api.mypurecloud.com")
+        return ("GENESYS_API_HOST must be a URL such as https://api.mypurecloud.com: its scheme or host is missing "
+                "or malformed")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return f"GENESYS_API_HOST must be a base URL with no path, not {url!r}"
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        return (f"GENESYS_API_HOST {url!r} uses plain http to a non-loopback host; "
+        return "GENESYS_API_HOST must be a base URL with no path, query or fragment (such as https://api.mypurecloud.com)"
+    if parts.scheme == "http" and not is_loopback(hostname):
+        return (f"GENESYS_API_HOST uses plain http to {hostname}, which is not a loopback host; "
                 "use https so credentials are not sent unencrypted")
     return None
+
+
+def canonical_base_url(url: str) -> str:
+    """One spelling of a checked base URL (it names the run's locks and journal): lower case, no trailing slash or
+    dot, no default port."""
+    parts = urllib.parse.urlsplit(url.strip().lower())
+    host = parts.hostname.rstrip(".")
+    host = f"[{host}]" if ":" in host else host
+    port = "" if parts.port in (None, {"https": 443, "http": 80}[parts.scheme]) else f":{parts.port}"
+    return f"{parts.scheme}://{host}{port}"
 
 
 def is_loopback(host: str) -> bool:
@@ -518,7 +555,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
         problem = check_base_url(api_host)
         if problem:
             problems.append(problem)
-        base_url, region = api_host.rstrip("/").lower(), None  # one spelling: it names the run's locks
+        base_url, region = ("" if problem else canonical_base_url(api_host)), None
     else:
         hosts = region_hosts()
         base_url = region_base_url(region, hosts) or ""
@@ -1187,6 +1224,23 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
         f": {'; '.join(reasons)}" if reasons else "")
 
 
+def bare_line(call: Call, timestamp: str, as_json: bool, exc: Exception) -> str:
+    """The line of a call whose full line could not be made: its ids and whether it moved, as a rerun reads them."""
+    record = {"conversationId": call.conversation_id, "participantId": call.participant_id,
+              "fromQueueId": call.from_queue_id, "queueId": call.queue_id, "mediaType": call.media,
+              "status": {"yes": "transferred", "unknown": "unknown"}.get(call.moved or "", "failed"),
+              "moved": call.moved or "no", "verified": call.verified, "final": True, "timestamp": timestamp,
+              "reason": f"its full result line could not be made ({type(exc).__name__}; -v shows why)"}
+    if as_json:
+        return json.dumps(record, sort_keys=True)
+    ids = [f"participant {call.participant_id}" if call.participant_id else "",
+           f"from queue {call.from_queue_id}" if call.from_queue_id else "",
+           f"to queue {call.queue_id}" if call.queue_id else ""]
+    notes = {"yes": "moved", "no": "not moved", "unknown": "may have moved"}[record["moved"]] + \
+        (", verified" if call.verified else ", not verified" if call.moved == "yes" else "")
+    return " ".join([record["status"], call.conversation_id, *filter(None, ids)]) + f" ({notes}): {record['reason']}"
+
+
 # --- the run's state: when to stop, and what to report ---------------------------------------
 
 class Stop:
@@ -1236,10 +1290,13 @@ class Stop:
             return f"stopped by {self.signal_name}"
         return "the run stopped after an earlier error" if self.error else "stopped"
 
-    def check(self) -> None:
-        """Raise Stopped once a signal asked the run to stop: called before every request."""
-        if self.signalled:
-            raise Stopped(self.reason, self.exit_code)
+    def check(self, change: bool = False) -> None:
+        """Raise Stopped once a signal asked the run to stop, or, before a `change`, once an error halted it.
+
+        The transport calls it before every request: after a stop no change is sent, whatever was running.
+        """
+        if self.signalled or change and self.error is not None:
+            raise Stopped(self.reason, self.exit_code or self.error.exit_code)
 
     def wait(self, seconds: float) -> None:
         """Sleep that a signal ends early (an error that halts the run does not)."""
@@ -1275,15 +1332,11 @@ class Report:
         self._logged = 0.0
         self._lock = threading.Lock()
 
-    def line(self, text: str, *, stdout_only: bool = False) -> None:
-        """Write one line of results to stdout and the --output file, each unless writing there failed before.
-
-        `stdout_only`: a line that is no call's result (a --list line, the summary record), kept out of
-        --output files, which are read back as result lines.
-        """
+    def line(self, text: str, kind: str = "result") -> None:
+        """Write one line of `kind` (LINE_KINDS) to its streams, each unless writing there failed before."""
         with self._lock:
             for name, stream in self.streams.items():
-                if stdout_only and name != "stdout":
+                if name not in LINE_KINDS[kind]:
                     continue
                 stream = stream or sys.stdout if name == "stdout" else stream
                 if name in self.broken:
@@ -1316,7 +1369,15 @@ class Report:
         if final and call.started is not None:  # from its first request to its final outcome, in every mode
             call.elapsed_ms = round((time.monotonic() - call.started) * 1000)
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        self.line(format_result({**call.record(), "timestamp": now}, self.as_json))
+        try:
+            text = format_result({**call.record(), "timestamp": now}, self.as_json)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not cost a changed call its record
+            log.debug("cannot make the line of conversation %s", call.conversation_id, exc_info=True)
+            text = bare_line(call, now, self.as_json, exc)
+            if self.stop is not None:  # a bug: no call is started after it, as after any unexpected error
+                self.stop.halt(TransferCallError(f"unexpected error: {type(exc).__name__}: {exc} (writing the line "
+                                                 f"of conversation {call.conversation_id}; -v shows the traceback)"))
+        self.line(text)
         with self._lock:
             self.changed = self.changed or call.changed
             if call.moved == "yes" and call.conversation_id not in self.moved:
@@ -1342,7 +1403,7 @@ class Report:
         record = {"summary": True, "exitCode": int(code), "changed": self.changed, "counts": counts,
                   "requests": self.transport.requests_sent if self.transport else 0, "reason": reason,
                   "timestamp": now}
-        self.line(json.dumps(record, sort_keys=True), stdout_only=True)
+        self.line(json.dumps(record, sort_keys=True), "summary")
 
     def close(self) -> None:
         """Close the --output file (stdout is the interpreter's)."""
@@ -1497,6 +1558,7 @@ class Transport:
         self.retry_spent = 0.0
         self._charged_until = 0.0               # retry_spent covers waits up to this moment (wall time)
         self._worker = threading.local()
+        self.operating = threading.local()      # .kind: the kind of the request Org.send is about to make
         self.reached = False                    # has the host answered anything yet?
         self._lock = threading.Lock()
         # What the last inin-ratelimit-* headers said, less what was sent since: None = unknown.
@@ -1514,11 +1576,8 @@ class Transport:
             raise UsageError(f"refusing to send a request to {parts.scheme}://{host}: requests go only to the org "
                              f"({' and '.join(sorted(self.origins))})")
         is_token_request = path.endswith("/oauth/token")
-        is_transfer = options.method == "POST" and path.endswith(("/replace/queue", "/replace")) or \
-            options.method == "PATCH" and path.endswith("/api/v2/conversations/callbacks")  # moves a scheduled one
-        # A change other than the transfer (routing, participant data) sets values: resending it is
-        # harmless, but once an answer is lost it may stand even if no later attempt gets through.
-        is_change = options.method in ("PATCH", "PUT", "DELETE") and not is_transfer
+        kind = self.operating.__dict__.pop("kind", "read")  # Org.send names it (OPERATIONS); the token is a read
+        is_transfer, is_change = kind == "transfer", kind == "change"
         unclear: list[str] = []
 
         def wait_to_retry(delay: float, what: str, failed_attempt_time: float, **how: Any) -> None:
@@ -1535,7 +1594,7 @@ class Transport:
         while True:
             attempt += 1
             try:
-                self.stop.check()
+                self.stop.check(change=kind != "read")
             except Stopped as stopped:
                 if unclear:
                     raise MaybeApplied(f"{options.method} {path}: {stopped.reason} after an answer was lost "
@@ -1905,7 +1964,8 @@ class Org:
     def send(self, operation: str, *, path: Mapping[str, str] | None = None,
              query: Mapping[str, Any] | None = None, body: Any = None) -> Any:
         """Send one request of OPERATIONS through the SDK's ApiClient, as its API class would; raises ApiException."""
-        method, resource_path, answer_model = OPERATIONS[operation]
+        method, resource_path, answer_model, kind = OPERATIONS[operation]
+        self.transport.operating.kind = kind  # the transport's rules for resending go by it
         return self.client.call_api(resource_path, method, path_params=dict(path or {}),
                                     query_params=dict(query or {}),
                                     header_params={"Accept": "application/json", "Content-Type": "application/json"},
@@ -2026,10 +2086,12 @@ class Org:
             return None
 
     def remember_transfer(self, call: Call, state: str = "sent") -> None:
-        """Note in this machine's journal that the call's leg is being transferred ("sent"), or was refused ("refused").
+        """Note in this machine's journal that the call's leg is being transferred ("sent"), or was not ("refused",
+        "unsent").
 
         Written before the request goes out: an answer lost on the way back leaves the journal
-        saying so (see journal). A day's journal is a file of its own; those of days past go.
+        saying so (see journal), and a transfer whose entry cannot be written is not sent (StateError).
+        A day's journal is a file of its own; those of days past go.
         """
         if call.scheduled:  # moved on its own leg, which stays live: the journal's rule does not apply
             return
@@ -2038,33 +2100,45 @@ class Org:
             if not self._journal_days:
                 self._forget_old_journals()
             with self._state_file(f"transfers {day}", "a", ".transfers") as journal:
-                journal.write(f"{call.journal_key} {time.time():.0f} {state}\n")
+                journal.write(f"{call.journal_key} {time.time():.0f} {state} {boot_id()} {boot_clock():.0f}\n")
             self._journal_days.add(day)
         except (OSError, UsageError) as exc:
-            log.debug("cannot write the journal of transfers: %s", exc)
+            why = getattr(exc, "strerror", None) or str(exc)
+            if state == "sent":
+                raise StateError(f"cannot write this machine's journal of transfers ({why}), without which a rerun "
+                                 "could move the call twice: nothing was sent; check HOME and ~/.cache/transfer_call"
+                                 ) from None
+            log.warning("cannot note in the journal of transfers that conversation %s was %s (%s): a rerun holds its "
+                        "leg back for %g minutes", call.conversation_id, state, why, JOURNAL_WINDOW / 60)
 
     def journal(self) -> dict[str, float]:
-        """Call.journal_key -> when a run on this machine sent a transfer of that leg, in the last JOURNAL_WINDOW s.
+        """Call.journal_key -> when (wall time) a run on this machine sent a transfer of that leg, within JOURNAL_WINDOW.
 
         A transfer replaces the leg it moves, so a leg still live after a transfer of it was sent
         is a transfer not applied yet, or one whose answer was lost: a second one could move the
-        call twice. A transfer refused outright does not count.
+        call twice. A transfer refused outright does not count. The window is measured on the
+        clock since boot where the entry was written since this boot: a step of the wall clock
+        (NTP, a manual change) neither ends nor stretches it.
         """
-        now = dt.datetime.now(dt.timezone.utc)
-        lines: list[str] = []
-        for day in {(now - dt.timedelta(seconds=JOURNAL_WINDOW)).date(), now.date()}:
+        today, lines = dt.datetime.now(dt.timezone.utc).date(), []
+        for day in (today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)):  # the wall clock may step
             try:
                 with self._state_file(f"transfers {day}", "r", ".transfers") as journal:
                     lines += journal.read().splitlines()
             except (OSError, UsageError):
                 pass
-        since, last = time.time() - JOURNAL_WINDOW, {}
-        for line in lines:  # conversation, leg, its start, when sent, sent | refused: the last line of a leg counts
+        last = {}
+        for line in lines:  # conversation, leg, its start, when sent, state [, boot id, clock since boot]
             fields = line.split(" ")
             with contextlib.suppress(ValueError):
-                if len(fields) == 5:
-                    last[" ".join(fields[:3])] = (float(fields[3]), fields[4])
-        return {key: moment for key, (moment, state) in last.items() if state == "sent" and moment >= since}
+                if len(fields) in (5, 7):  # the last line of a leg counts
+                    last[" ".join(fields[:3])] = (float(fields[3]), fields[4], *fields[5:])
+        held = {}
+        for key, (moment, state, *boot) in last.items():
+            age = boot_clock() - float(boot[1]) if boot and boot[0] == boot_id() != "-" else time.time() - moment
+            if state == "sent" and age < JOURNAL_WINDOW:
+                held[key] = moment
+        return held
 
     def _forget_old_journals(self) -> None:
         folder = self._state_folder()
@@ -2080,7 +2154,7 @@ class Org:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         owner = getattr(os, "getuid", None)  # none on Windows
         if os.path.islink(folder) or owner is not None and os.lstat(folder).st_uid != owner():
-            raise UsageError(f"{folder} is not a folder of this user's; remove it")
+            raise StateError(f"{folder} is not a folder of this user's; remove it")
         os.chmod(folder, 0o700)
         return folder
 
@@ -2097,8 +2171,23 @@ class Org:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise UsageError(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and "
+            raise StateError(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and "
                              "that folder's permissions") from None
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot's id (Linux), "-" where there is none: the clock since boot counts within one boot only."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip() or "-"
+    except OSError:
+        return "-"
+
+
+def boot_clock() -> float:
+    """Seconds since boot, suspend included, the same in every process and never stepped like the wall clock."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
 
 def authenticate(org: Org, settings: Settings) -> None:
@@ -2279,8 +2368,8 @@ def transfer(org: Org, call: Call) -> None:
                    "body": transfer_body(call.queue_id)}
     for attempt in (1, 2):
         try:
-            call.sent = True
             org.remember_transfer(call)  # first: whatever becomes of the answer, a later run knows it was sent
+            call.sent = True
             org.send("patch_conversations_callbacks" if call.scheduled else TRANSFERS[call.media], **request)
             call.moved = "yes"
             return
@@ -2471,7 +2560,7 @@ def arrived(view: Any, call: Call) -> bool:
 
 # --- the pipeline: select the calls, plan, send paced, verify, report --------------------------
 
-HALTING = (AuthError, Unavailable, NotFound)  # errors every further call would hit: stop starting new ones
+HALTING = (AuthError, Unavailable, NotFound, StateError)  # errors every further call would hit: start no new one
 
 
 def make_plan(org: Org, settings: Settings) -> Plan:
@@ -2731,13 +2820,20 @@ def list_source_queue(org: Org, settings: Settings, plan: Plan, source: tuple[st
     for call, waiting in zip(calls, listed, strict=True):
         if waiting.answered:
             call.skip("already with an agent")
-    callbacks = [call for call in calls if call.media == "callback" and not call.skipped]
-    for call, conversation in zip(callbacks, read_conversations(org, [c.conversation_id for c in callbacks],
-                                                                 settings.concurrency), strict=True):
+    # Read live: callbacks (scheduled or routed shows there only), and every call changed in place, which no refused
+    # transfer protects: a PATCH would change the call wherever it is now, and analytics lags.
+    live = [call for call in calls if not call.skipped and (call.media == "callback" or plan.in_place)]
+    for call, conversation in zip(live, read_conversations(org, [c.conversation_id for c in live],
+                                                           settings.concurrency), strict=True):
         leg = None if isinstance(conversation, NoLiveCall) else next(
             (p for p in conversation.participants or [] if p.id == call.participant_id and is_live(p)), None)
-        if leg is None:
+        waiting = leg is not None and getattr(waiting_leg(conversation), "id", None) == leg.id
+        if leg is None and call.media == "callback":
             call.skip("no longer waiting: the callback ended or was answered")
+        elif plan.in_place and not waiting:
+            call.queue_id = None  # its line must not say it is in the source queue
+            call.skip(f"no longer waiting in queue {source_name or source_id}: " + (
+                "the call ended" if leg is None and isinstance(conversation, NoLiveCall) else where_is(conversation)))
         call.scheduled = leg is not None and is_scheduled(leg)
         if call.scheduled and settings.waiting_over is not None:
             call.skip("a scheduled callback, not due yet: it has not waited")
@@ -2830,7 +2926,9 @@ def list_calls(org: Org, calls: list[Call], settings: Settings, report: Report) 
         record = describe_call(conversation, call, names)
         if call.decided:
             record["reason"] = call.reason or str(call.error)
-        report.line(format_listed(record, settings.output_json), stdout_only=True)
+        elif call.move and not any(p.id == call.participant_id and is_live(p) for p in conversation.participants or []):
+            record["reason"] = f"the leg it was found on ({call.participant_id}) has ended; the call is {where_is(conversation)}"
+        report.line(format_listed(record, settings.output_json), "listing")
         call.skipped, call.error, call.dry_run = False, None, True  # done: it was shown
         shown.append(call)
     if not shown:
@@ -3178,7 +3276,7 @@ class Follow:
 def plan_requests(call: Call) -> list[str]:
     """The requests a call's plan sends, in order, as a dry run prints them."""
     def request(operation: str, body: Any, **path: str) -> str:
-        method, template, _ = OPERATIONS[operation]
+        method, template, _, _ = OPERATIONS[operation]
         return f"{method} {template.format(**path)} {json.dumps(body)}"
 
     plan, requests = call.plan, []
@@ -3717,7 +3815,7 @@ def check_permissions(org: Org, settings: Settings) -> tuple[list[dict[str, str]
 def run_check(org: Org, settings: Settings, report: Report) -> int:
     """Print the permission table; exit 3 when the role lacks a permission, 2 when a named queue or user is missing."""
     rows, not_found = check_permissions(org, settings)
-    report.line(format_check(rows, settings.output_json))
+    report.line(format_check(rows, settings.output_json), "check")
     missing = [r["permission"] for r in rows if r["result"] == "missing"]
     if missing:
         raise AuthError(f"the OAuth client's role lacks {', '.join(missing)}; add "
@@ -3884,7 +3982,11 @@ def main(argv: list[str] | None = None) -> int:
     json_asked = "--json" in (sys.argv[1:] if argv is None else argv)  # before the flags are parsed: their errors too
     try:
         configure_logging(argparse.Namespace(verbose=False, quiet=False))
-        args = parse_args(argv)
+        try:
+            args = parse_args(argv)
+        except SystemExit as done:  # --help or --version printed: no run, so no summary record
+            json_asked = False
+            return int(done.code or 0)
         configure_logging(args)
         settings = resolve_settings(args, os.environ)
         report = Report(args.json, output=open_output(settings.output), stop=stop)
