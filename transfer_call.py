@@ -766,8 +766,9 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         if not (isinstance(ids[0], str) and all(i is None or isinstance(i, str) and is_uuid(i) for i in ids)):
             bad.append(number)
             continue
-        if str(record.get("reason") or "").startswith(DONE_EARLIER) or undo and record.get("status") != "transferred":
-            continue  # a rerun's pointer to an earlier line; for an undo, anything but a move (or a move back)
+        if str(record.get("reason") or "").startswith(DONE_EARLIER) or undo and record.get("status") not in (
+                "transferred", "unknown"):
+            continue  # a rerun's pointer to an earlier line; for an undo, anything but a move (or one that may be)
         conversation_id = ids[0].lower()
         listed.pop(conversation_id, None)  # the last line of a call counts, and its place in the list
         values = {key: record[key] for key in ROUTING_FIELDS if key in record}
@@ -2032,13 +2033,17 @@ class Org:
             log.debug("no file locks on this platform: overlapping runs are not prevented")
             return
         handle = self._state_file(what, "a+", ".lock")
-        try:
-            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except OSError:
-            holder = self._holders(handle)
-            handle.close()
-            raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then run "
-                       "again") from None
+        for attempt in range(5 if shared else 1):  # a shared one: another run's probe (Org.claim) holds it an instant
+            try:
+                fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt == (4 if shared else 0):
+                    holder = self._holders(handle)
+                    handle.close()
+                    raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then "
+                               "run again") from None
+                time.sleep(0.02)
         if not shared:  # alone: the file names this run only; shared holders each add a line
             handle.seek(0)
             handle.truncate()
@@ -2070,14 +2075,35 @@ class Org:
             time.sleep(0.02)
         return "another run"
 
-    def poured_into(self, queue_id: str) -> str | None:
-        """The --follow runs on this machine moving calls into this queue now (None: none): a run must not take calls
-        out of it, or they would be moved back and forth."""
+    def claim(self, takes: set[str], pours: set[str], following: bool = False) -> dict[str, str]:
+        """Hold this run's shared locks on the queues it takes calls from and pours calls into, then name the queues
+        where another run on this machine works the other way: queue id -> "<that run> is moving calls into" (or
+        "is taking calls out of"). Calls moved there would be moved back, or moved on, by the other run.
+
+        The locks are taken before either side looks, so of two runs started together at least one sees the other.
+        A queue this run both takes from and pours into (an undo of moves both ways) is not looked at.
+        """
+        for queue_id in sorted(takes):
+            self.lock(f"calls taken from queue {queue_id}", shared="taking calls from it")
+        for queue_id in sorted(pours):
+            self.lock(f"calls poured into queue {queue_id}",
+                      shared="following calls into it" if following else "moving calls into it")
+        busy = {}
+        for family, queues, doing in (("calls poured into", takes - pours, "is moving calls into"),
+                                      ("calls taken from", pours - takes, "is taking calls out of")):
+            for queue_id in sorted(queues):
+                holder = self._holder(f"{family} queue {queue_id}")
+                if holder:
+                    busy[queue_id] = f"{holder} {doing}"
+        return busy
+
+    def _holder(self, what: str) -> str | None:
+        """Who holds a lock on `what`, shared or alone (None: nobody), found by taking it alone for an instant."""
         try:
             import fcntl
         except ImportError:
             return None
-        with self._state_file(f"calls poured into queue {queue_id}", "a+", ".lock") as handle:
+        with self._state_file(what, "a+", ".lock") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -2623,17 +2649,17 @@ def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, st
         if not settings.listed and not settings.read_only:
             org.lock(f"conversation {calls[0].conversation_id}")
     journal = org.journal() if not settings.read_only else {}
-    pouring = {}
+    moving = [call for call in calls if source is None and not settings.read_only and not call.decided and call.move
+              and call.from_queue_id and call.queue_id and call.from_queue_id != call.queue_id]
+    busy = org.claim({c.from_queue_id for c in moving}, {c.queue_id for c in moving}) if moving else {}
+    for call in moving:
+        why = f"{busy[call.from_queue_id]} queue {call.from_queue_id}, where this call waits: it would be moved back" \
+            if call.from_queue_id in busy else f"{busy[call.queue_id]} queue {call.queue_name or call.queue_id}, " \
+            "where this call would go: it would be moved on" if call.queue_id in busy else None
+        if why:
+            error = Busy(f"{why}; stop that run, or wait for it to finish")
+            call.fail(str(error), error)
     for call in calls:
-        if source is None and not settings.read_only and not call.decided and call.move and call.from_queue_id and \
-                call.from_queue_id != call.queue_id:
-            if call.from_queue_id not in pouring:
-                pouring[call.from_queue_id] = org.poured_into(call.from_queue_id)
-            if pouring[call.from_queue_id]:
-                error = Busy(f"{pouring[call.from_queue_id]} is moving calls into queue {call.from_queue_id}, where this "
-                             "call waits: it would be moved back; stop that run, or wait for its window to end")
-                call.fail(str(error), error)
-                continue
         if not call.decided and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
             where = call.queue_name or call.queue_id
             if plan.changes:  # a rerun of a move with routing: the move is done, the rest is set again in place
@@ -2737,13 +2763,15 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                 # The earlier run found it waiting in a queue; an agent has answered it since: not to be taken away.
                 raise NoLiveCall(f"answered since the earlier run (by user {agent.user_id}); nothing to do")
             call = calls[conversation_id] = call_in(conversation, None, plan)
-            moved_earlier = entry.status == "transferred" and entry.queue_id == plan.queue_id and not plan.in_place
-            if moved_earlier and not call.decided and call.from_queue_id != call.queue_id:  # not seen in its target
-                # That run sent its transfer (not seen applied): it is never sent again, only confirmed.
+            # That run sent a transfer of it (accepted, or its answer lost: "unknown") not seen applied: while the leg
+            # it moved is there, it may still apply, so nothing is sent; once gone, the call moved (or was answered).
+            sent_earlier = entry.status in ("transferred", "unknown") and not plan.in_place
+            if sent_earlier and not call.decided and call.from_queue_id != call.queue_id:  # not seen in its target
                 if earlier is not None and is_live(earlier):
-                    hold_back(call, f"the earlier run's transfer of it (its line {entry.line}) is not seen applied: "
+                    what = "transfer" if entry.status == "transferred" else "transfer, whose answer was lost,"
+                    hold_back(call, f"the earlier run's {what} of it (its line {entry.line}) is not seen applied: "
                               "the leg it moved is still there")
-                else:
+                elif entry.queue_id == plan.queue_id:
                     call.skip(f"moved by the earlier run (its line {entry.line}), then on elsewhere: "
                               f"{where_is(conversation)}; not moved again")
         except NoLiveCall as exc:
@@ -2764,6 +2792,10 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                     media=record.media if leg is None else media_of(leg), scheduled=leg is not None and is_scheduled(leg))
         if record.undo:  # its last line is an undo's own: it was put back already
             call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
+        elif record.status == "unknown" and not isinstance(conversation, NoLiveCall) and any(
+                p.id == record.participant_id and is_live(p) for p in conversation.participants or []):
+            hold_back(call, f"the transfer its line {record.line} says may have moved it is not seen applied: the leg "
+                      "it moved is still there")
         elif leg is not None and (call.journal_key in journal and not call.scheduled or
                                   transfer_pending(conversation)):
             hold_back(call, "a transfer of this call is still pending (the move being undone, or an undo)")
@@ -2791,12 +2823,13 @@ def source_queue(org: Org, settings: Settings, plan: Plan) -> tuple[str, str | N
                          "choose another target")
     if not settings.read_only:
         org.lock(f"queue {source_id}")
-        pouring = org.poured_into(source_id)
-        if pouring:
-            raise Busy(f"{pouring} is moving calls into queue {source_name or source_id}: calls taken out of it would "
-                       "be moved back; stop it, or wait for its window to end")
-        if settings.follow and plan.queue_id:  # no run may take calls from where this one pours them for so long
-            org.lock(f"calls poured into queue {plan.queue_id}", shared="following calls into it")
+        busy = org.claim({source_id}, {plan.queue_id} if plan.queue_id else set(), following=bool(settings.follow))
+        if source_id in busy:
+            raise Busy(f"{busy[source_id]} queue {source_name or source_id}: calls taken out of it would be moved "
+                       "back; stop that run, or wait for it to finish")
+        if plan.queue_id in busy:
+            raise Busy(f"{busy[plan.queue_id]} queue {plan.queue_name or plan.queue_id}: calls moved into it would be "
+                       "moved on; stop that run, or wait for it to finish")
     return source_id, source_name
 
 
