@@ -3845,8 +3845,9 @@ def check_permissions(org: Org, settings: Settings) -> tuple[list[dict[str, str]
     return rows, not_found
 
 
-def run_check(org: Org, settings: Settings, report: Report) -> int:
-    """Print the permission table; exit 3 when the role lacks a permission, 2 when a named queue or user is missing."""
+def run_check(org: Org, settings: Settings, report: Report) -> list[Call]:
+    """Print the permission table; AuthError when the role lacks a permission, NotFound when a named queue or user is
+    missing; no call is acted on."""
     rows, not_found = check_permissions(org, settings)
     report.line(format_check(rows, settings.output_json), "check")
     missing = [r["permission"] for r in rows if r["result"] == "missing"]
@@ -3855,7 +3856,7 @@ def run_check(org: Org, settings: Settings, report: Report) -> int:
                         f"{'it' if len(missing) == 1 else 'them'} and run --check again")
     if not_found:
         raise NotFound("; ".join(not_found))
-    return ExitCode.OK
+    return []
 
 
 def format_check(rows: list[dict[str, str]], as_json: bool) -> str:
@@ -3992,33 +3993,55 @@ def open_output(path: str | None) -> Any:
         raise UsageError(f"cannot open --output {path}: {exc.strerror}; fix the path or its permissions") from None
 
 
+def exit_decision(calls: list[Call] | None, stop: Stop, error: BaseException | None, *, changed: bool,
+                  following: bool = False, tally: str = "") -> tuple[int, str | None, bool]:
+    """The run's exit code, the line that explains it (None: nothing to say) and whether that line is an error.
+
+    The one place a run's code is chosen: from its calls (exit_status) when it ran to its end, else from the
+    error that ended it (each TransferCallError carries its code); 8 whenever something was (or may have
+    been) changed and not all was done.
+    """
+    if isinstance(error, Stopped):
+        if changed:
+            return ExitCode.PARTIAL, f"{error.reason}; something was changed: read the result lines, then run it " \
+                "again", False
+        return error.exit_code, f"{error.reason} before anything was changed; nothing was sent", False
+    if isinstance(error, TransferCallError):
+        if changed:
+            return ExitCode.PARTIAL, f"{error}; something was changed before it: read the result lines", True
+        return error.exit_code, str(error), True
+    if isinstance(error, KeyboardInterrupt):  # raised only while nothing can have been sent (Stop.preparing)
+        return stop.exit_code or ExitCode.INTERRUPTED, f"{stop.reason if stop.signalled else 'interrupted'} " \
+            "before anything was changed; nothing was sent", False
+    if error is not None:
+        return ExitCode.PARTIAL if changed else ExitCode.UNEXPECTED, \
+            f"unexpected error: {type(error).__name__}: {error}", True
+    code, message = exit_status(calls or [], stop)
+    if following and code == ExitCode.NO_LIVE_CALL:  # calls gone before their turn, in a window run out
+        code, message = ExitCode.OK, None
+    if following and stop.signalled:  # the window was cut short: not all was done
+        code = ExitCode.PARTIAL if changed else stop.exit_code
+        message = (f"{message}; " if message else "" if changed else "nothing was changed; ") + \
+            "the calls that arrive from now on are not moved: run it again to go on following"
+    if stop.signalled and code != ExitCode.OK:
+        return code, f"{stop.reason} ({tally}); {message or 'nothing was changed; run it again'}", False
+    return code, message, True
+
+
 def main(argv: list[str] | None = None) -> int:
-    stop, args, report, org = Stop(), None, None, None
-    said: list[str] = []  # the line that explains the exit code, for the --json summary record
-
-    def finish(code: int, text: str | None = None, *, error: bool = True) -> int:
-        """Say why the run ends (an error on stderr; "no call to move", exit 4, is an outcome: -q silences it)."""
-        if text:
-            said.append(text)
-            if code == ExitCode.NO_LIVE_CALL:
-                log.info("%s", text)
-            else:
-                log.error("%s%s", "error: " if error else "", text)
-        return code
-
+    stop, args, report, org, calls, error, ran = Stop(), None, None, None, None, None, True
     # Signals only set the stop flag (see Stop): no request is sent after one, whatever was running.
     handlers = {}
     if threading.current_thread() is threading.main_thread():  # a signal ignored (nohup) stays ignored
         handlers = {number: signal.signal(number, stop.handle) for number in STOP_SIGNALS
                     if signal.getsignal(number) != signal.SIG_IGN}
-    code = ExitCode.UNEXPECTED
     json_asked = "--json" in (sys.argv[1:] if argv is None else argv)  # before the flags are parsed: their errors too
     try:
         configure_logging(argparse.Namespace(verbose=False, quiet=False))
         try:
             args = parse_args(argv)
-        except SystemExit as done:  # --help or --version printed: no run, so no summary record
-            json_asked = False
+        except SystemExit as done:  # --help or --version printed: no run, so nothing to say and no summary record
+            ran = False
             return int(done.code or 0)
         configure_logging(args)
         settings = resolve_settings(args, os.environ)
@@ -4028,58 +4051,32 @@ def main(argv: list[str] | None = None) -> int:
         org = make_org(settings, stop=stop)
         report.transport = org.transport
         authenticate(org, settings)
-        if settings.check:
-            code = run_check(org, settings, report)
-            return code
-        calls = run(org, settings, report, stop)
-        code, message = exit_status(calls, stop)
-        if settings.follow and code == ExitCode.NO_LIVE_CALL:  # calls gone before their turn, in a window run out
-            code, message = ExitCode.OK, None
-        if settings.follow and stop.signalled:  # the window was cut short: not all was done
-            changed = any(call.changed for call in calls)
-            code = ExitCode.PARTIAL if changed else stop.exit_code
-            message = (f"{message}; " if message else "" if changed else "nothing was changed; ") + \
-                "the calls that arrive from now on are not moved: run it again to go on following"
-        if stop.signalled and code != ExitCode.OK:
-            code = finish(code, f"{stop.reason} ({report.tally()}); "
-                          f"{message or 'nothing was changed; run it again'}", error=False)
-        elif message:
-            code = finish(code, message)
-        return code
-    except Stopped as exc:
-        if report is not None and report.changed:
-            code = finish(ExitCode.PARTIAL, f"{exc.reason}; something was changed: read the result lines, then run "
-                          "it again", error=False)
-        else:
-            code = finish(exc.exit_code, f"{exc.reason} before anything was changed; nothing was sent", error=False)
-        return code
-    except TransferCallError as exc:
-        if report is not None and report.changed:
-            code = finish(ExitCode.PARTIAL, f"{exc}; something was changed before it: read the result lines")
-        else:
-            code = finish(exc.exit_code, str(exc))
-        return code
-    except KeyboardInterrupt:
-        code = finish(stop.exit_code or ExitCode.INTERRUPTED, f"{stop.reason if stop.signalled else 'interrupted'} "
-                      "before anything was changed; nothing was sent", error=False)
-        return code
-    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 1 (8 after a change)
-        said.append(f"unexpected error: {type(exc).__name__}: {exc}")
-        log.error("unexpected error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc,
-                  exc_info=bool(args and args.verbose))
-        code = ExitCode.PARTIAL if report is not None and report.changed else ExitCode.UNEXPECTED
-        return code
+        calls = run_check(org, settings, report) if settings.check else run(org, settings, report, stop)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one place errors become exit codes
+        error = exc
+        if not isinstance(exc, (TransferCallError, KeyboardInterrupt)):
+            log.debug("unexpected error", exc_info=True)
     finally:
         stop.preparing = False  # a signal now must not interrupt the clean-up
+        if ran:
+            code, message, is_error = exit_decision(
+                calls, stop, error, changed=report is not None and report.changed,
+                following=bool(args and args.follow), tally=report.tally() if report is not None else "")
+            if code == ExitCode.NO_LIVE_CALL:  # "no call to move" is an outcome, not an error: -q silences it
+                log.info("%s", message)
+            elif message:
+                log.error("%s%s%s", "error: " if is_error else "", message,
+                          " (run with -v for the traceback)" if message.startswith("unexpected error") else "")
         if org is not None:
             org.close()
-        if args.json if args is not None else json_asked:  # the run's last stdout line, whatever happened
-            (report or Report(True, stop=stop)).end(code, said[-1] if said else None)
+        if ran and (args.json if args is not None else json_asked):
+            (report or Report(True, stop=stop)).end(code, message)  # the run's last stdout line, whatever happened
         if report is not None:
             report.close()
         starting = globals().get("stopped_while_starting")  # defined when run as a script
         for number, previous in handlers.items():  # not the start-up handler: the run is over, its code stands
             signal.signal(number, signal.SIG_IGN if starting is not None and previous is starting else previous)
+    return code
 
 
 if __name__ == "__main__":
