@@ -2419,7 +2419,7 @@ def transfer(org: Org, call: Call) -> None:
         log.warning("%s; watching the call before deciding anything", unclear)
         call.moved = "unknown"
         try:
-            seen = watch_unclear_transfer(org, call, max(org.wait, SETTLE_TIME))
+            seen, _ = watch(org, call, max(org.wait, SETTLE_TIME), lambda seen: seen not in ("waiting", "pending"))
         except Stopped as stopped:
             call.fail(f"{unclear}; {stopped.reason} before it was seen where the call went: check the call")
             call.cut_short = True
@@ -2461,24 +2461,26 @@ def offered_meanwhile(org: Org, call: Call) -> bool:
     return True
 
 
-def watch_unclear_transfer(org: Org, call: Call, seconds: float) -> str:
-    """Read the call until a transfer whose answer was lost shows its effect, for up to `seconds`.
-
-    Returns "landed", "answered" (an agent took the call where it waited), "ended", "pending"
-    (the same leg still waits and the conversation lists a transfer pending), "waiting" (the
-    same leg still waits, nothing pending), or what else was seen ("with ..." words).
-    """
-    deadline = time.monotonic() + seconds
+def watch(org: Org, call: Call, seconds: float, until: Callable[[str], bool]) -> tuple[str, Any]:
+    """The one poll of where a moved call is: (what transfer_effect shows, the conversation) once `until` holds for
+    it, or after `seconds`; read soon (most transfers land within a moment), then every POLL_INTERVAL."""
+    deadline, pause = time.monotonic() + seconds, POLL_INTERVAL / 5
     while True:
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))  # a signal: the next read says so
+        pause = min(pause * 2, POLL_INTERVAL)
         conversation = org.conversation(call.conversation_id)
         seen = transfer_effect(conversation, call)
-        if seen not in ("waiting", "pending") or time.monotonic() >= deadline:
-            return seen
-        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))  # a signal: the next read says so
+        if until(seen) or time.monotonic() >= deadline:
+            return seen, conversation
+
+
+ENDED = frozenset({"landed, then ended", "ended"})  # what transfer_effect shows of a call that ended
 
 
 def transfer_effect(conversation: Any, call: Call) -> str:
-    """What a conversation shows of a transfer of `call`: see watch_unclear_transfer."""
+    """What a conversation shows of a transfer of `call`: "landed", "landed, then ended", "ended", "pending" (the
+    same leg still waits and a transfer is listed pending), "waiting" (the same leg, nothing pending), "answered"
+    (an agent took the call where it waited), or who is on the call (describe_participants)."""
     if transfer_landed(conversation, call):
         return "landed"
     participants = conversation.participants or []
@@ -2512,23 +2514,15 @@ def wait_for_transfer(org: Org, call: Call, wait: float) -> None:
 
     The transfer API answers 202 and works asynchronously, so the answer alone proves nothing.
     """
-    deadline = time.monotonic() + wait
-    pause = POLL_INTERVAL / 5  # most transfers land within a moment: read soon, then back off
-    while True:
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, POLL_INTERVAL)
-        conversation = org.conversation(call.conversation_id)
-        if transfer_landed(conversation, call):
-            call.verified = True
-            return
-        if conversation_ended(conversation):
-            call.reason = f"the call ended before it was seen in queue {call.queue_name or call.queue_id}"
-            call.skipped = True  # nothing more can be done for it
-            return
-        if time.monotonic() >= deadline:
-            call.fail(f"accepted, but not seen in queue {call.queue_name or call.queue_id} within {wait:g}s; last "
-                      f"seen: {describe_participants(conversation)}; check the call, or raise --wait")
-            return
+    seen, conversation = watch(org, call, wait, lambda seen: seen == "landed" or seen in ENDED)
+    if seen == "landed":
+        call.verified = True
+    elif seen in ENDED:
+        call.reason = f"the call ended before it was seen in queue {call.queue_name or call.queue_id}"
+        call.skipped = True  # nothing more can be done for it
+    else:
+        call.fail(f"accepted, but not seen in queue {call.queue_name or call.queue_id} within {wait:g}s; last "
+                  f"seen: {describe_participants(conversation)}; check the call, or raise --wait")
 
 
 def list_waiting_calls(org: Org, queue_id: str, media: tuple[str, ...] = ("voice",)) -> list[WaitingCall]:
@@ -3661,16 +3655,12 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
 def landed_or_ended(org: Org, call: Call) -> bool:
     """Read one moved call live: True once it is in its target queue (verified) or ended meanwhile (skipped)."""
     try:
-        conversation = org.conversation(call.conversation_id)
+        seen = watch(org, call, 0.0, lambda seen: True)[0]
     except NoLiveCall:
+        seen = "ended"
+    if seen in ENDED:
         call.skip("the call ended while moving")
-        return True
-    if transfer_landed(conversation, call):
-        return True
-    if conversation_ended(conversation):
-        call.skip("the call ended while moving")
-        return True
-    return False
+    return seen == "landed" or seen in ENDED
 
 
 def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
