@@ -899,10 +899,14 @@ def pick_agent_participant(conversation: Any, user_id: str | None = None) -> Any
     return max(legs, key=leg_rank, default=None)
 
 
+def queue_leg(conversation: Any) -> Any | None:
+    """The call's live queue (acd) leg, whether or not an agent is on the call too; None when it is in no queue."""
+    return next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+
+
 def pick_participant_to_replace(conversation: Any) -> Any | None:
     """The agent leg to move (see pick_agent_participant), else the live acd leg of a call waiting in a queue."""
-    return pick_agent_participant(conversation) or next(
-        (p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+    return pick_agent_participant(conversation) or queue_leg(conversation)
 
 
 def transfer_landed(conversation: Any, call: Call) -> bool:
@@ -924,9 +928,7 @@ def transfer_landed(conversation: Any, call: Call) -> bool:
 
 def waiting_leg(conversation: Any) -> Any | None:
     """The live queue (acd) leg of a call waiting in a queue, with no agent on it; None otherwise."""
-    if pick_agent_participant(conversation):
-        return None
-    return next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+    return None if pick_agent_participant(conversation) else queue_leg(conversation)
 
 
 def where_is(conversation: Any) -> str:
@@ -956,6 +958,11 @@ def describe_participants(conversation: Any) -> str:
         where = f" queue {p.queue_id}" if p.queue_id else ""
         parts.append(f"{p.purpose}{where} {'ended' if p.end_time else states}")
     return "; ".join(parts) or "no participants"
+
+
+def timestamp() -> str:
+    """Now in UTC as result lines carry it: 2026-11-27T10:31:02.123Z."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def iso(moment: dt.datetime) -> str:
@@ -1369,7 +1376,7 @@ class Report:
         final = call.final
         if final and call.started is not None:  # from its first request to its final outcome, in every mode
             call.elapsed_ms = round((time.monotonic() - call.started) * 1000)
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = timestamp()
         try:
             text = format_result({**call.record(), "timestamp": now}, self.as_json)
         except Exception as exc:  # noqa: BLE001 - a bug here must not cost a changed call its record
@@ -1400,7 +1407,7 @@ class Report:
         counts = {"moved": len(self.moved), "verified": self.verified, "updated": self.counts["updated"],
                   "unknown": self.counts["unknown"], "skipped": self.counts["skipped"],
                   "failed": self.counts["failed"], "notSent": self.counts["not-sent"]}
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = timestamp()
         record = {"summary": True, "exitCode": int(code), "changed": self.changed, "counts": counts,
                   "requests": self.transport.requests_sent if self.transport else 0, "reason": reason,
                   "timestamp": now}
@@ -3457,7 +3464,7 @@ def change_routing(org: Org, call: Call, confirm_live: bool) -> None:
 
 def queue_routing_data(conversation: Any) -> Any | None:
     """The conversationRoutingData of the call's live queue leg, or None when it waits in no queue."""
-    leg = next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+    leg = queue_leg(conversation)
     return leg.conversation_routing_data if leg else None
 
 
