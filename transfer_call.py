@@ -1123,6 +1123,7 @@ class Call:
     elapsed_ms: int | None = None
     reported: bool = False                 # its final line was written
     held_back: bool = False                # not sent: an earlier transfer of it may not be applied yet
+    hold: str | None = None                # why an earlier transfer of its leg may still apply, as read (see held)
 
     def skip(self, reason: str, error: TransferCallError | None = None) -> None:
         """Nothing to do for this call (already there, done earlier), or nothing possible (ended, answered first)."""
@@ -2399,6 +2400,8 @@ def transfer(org: Org, call: Call) -> None:
     else:
         request = {"path": {"conversationId": call.conversation_id, "participantId": call.participant_id},
                    "body": transfer_body(call.queue_id)}
+    if held(call, org.journal()):  # read again right before sending: another run may have sent one since
+        return
     for attempt in (1, 2):
         try:
             org.remember_transfer(call)  # first: whatever becomes of the answer, a later run knows it was sent
@@ -2668,20 +2671,26 @@ def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, st
             else:
                 call.skip(f"already waiting in queue {where}; nothing to do")
         elif not call.decided:
-            held_by_journal(call, journal)
+            held(call, journal)
     chosen = {id(call) for call in [call for call in calls if not call.decided][:settings.limit]}
     return [call for call in calls if call.decided or id(call) in chosen]
 
 
-def held_by_journal(call: Call, journal: Mapping[str, float]) -> bool:
-    """Hold the call back (True) if a run on this machine sent a transfer of its very leg within JOURNAL_WINDOW."""
-    if not call.move or call.scheduled or call.journal_key not in journal:
-        return False
-    moment = dt.datetime.fromtimestamp(journal[call.journal_key], dt.timezone.utc).strftime("%H:%M:%SZ")
-    hold_back(call, f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still "
-              "there: that transfer is not applied yet, or its answer was lost",
-              then=f" (this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)")
-    return True
+def held(call: Call, journal: Mapping[str, float]) -> bool:
+    """The one send guard: hold the call back (True) while an earlier transfer of its leg may still apply, as the
+    call was read (call.hold: a transfer the conversation lists pending, an earlier run's line whose leg is still
+    there) or as this machine's journal says (a transfer of this very leg sent within JOURNAL_WINDOW). A second
+    transfer could move the call twice. Called when the calls are picked, and again right before each transfer."""
+    if not call.move or call.held_back:
+        return call.held_back
+    if call.hold:
+        hold_back(call, call.hold)
+    elif not call.scheduled and call.journal_key in journal:
+        moment = dt.datetime.fromtimestamp(journal[call.journal_key], dt.timezone.utc).strftime("%H:%M:%SZ")
+        hold_back(call, f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still "
+                  "there: that transfer is not applied yet, or its answer was lost",
+                  then=f" (this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)")
+    return call.held_back
 
 
 def customer_leg(conversation: Any) -> str | None:
@@ -2719,7 +2728,7 @@ def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
                   "nothing to do")
     elif call.move and not (chosen.purpose == "acd" and chosen.queue_id == call.queue_id) and \
             transfer_pending(conversation):  # another run's transfer (or an agent's), not applied yet
-        hold_back(call, "a transfer of this call is still pending (an earlier or another run's?)")
+        call.hold = "a transfer of this call is still pending (an earlier or another run's?)"
     return call
 
 
@@ -2770,8 +2779,8 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
             if sent_earlier and not call.decided and call.from_queue_id != call.queue_id:  # not seen in its target
                 if earlier is not None and is_live(earlier):
                     what = "transfer" if entry.status == "transferred" else "transfer, whose answer was lost,"
-                    hold_back(call, f"the earlier run's {what} of it (its line {entry.line}) is not seen applied: "
-                              "the leg it moved is still there")
+                    call.hold = (f"the earlier run's {what} of it (its line {entry.line}) is not seen applied: the "
+                                 "leg it moved is still there")
                 elif entry.queue_id == plan.queue_id:
                     call.skip(f"moved by the earlier run (its line {entry.line}), then on elsewhere: "
                               f"{where_is(conversation)}; not moved again")
@@ -2795,11 +2804,12 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
             call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
         elif record.status == "unknown" and not isinstance(conversation, NoLiveCall) and any(
                 p.id == record.participant_id and is_live(p) for p in conversation.participants or []):
-            hold_back(call, f"the transfer its line {record.line} says may have moved it is not seen applied: the leg "
-                      "it moved is still there")
-        elif leg is not None and (call.journal_key in journal and not call.scheduled or
-                                  transfer_pending(conversation)):
-            hold_back(call, "a transfer of this call is still pending (the move being undone, or an undo)")
+            call.hold = (f"the transfer its line {record.line} says may have moved it is not seen applied: the leg it "
+                         "moved is still there")
+        elif leg is not None and transfer_pending(conversation):
+            call.hold = "a transfer of this call is still pending (the move being undone, or an undo)"
+        elif leg is not None and not call.scheduled and call.journal_key in journal:
+            pass  # held when the calls are picked (held), before any of the skips below
         elif isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
             call.skip("the call has ended since it was moved")
         elif record.from_queue_id is None:
@@ -3104,7 +3114,7 @@ class Follow:
         for call in found:
             if call.participant_id in self.taken or call.conversation_id in changed:
                 continue
-            if held_by_journal(call, journal):  # another run's transfer of this leg may still apply
+            if held(call, journal):  # another run's transfer of this leg may still apply
                 self.held[call.conversation_id] = call
                 continue
             self.held.pop(call.conversation_id, None)
