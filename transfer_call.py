@@ -45,11 +45,19 @@ import sys
 
 if __name__ == "__main__":  # first, before any other import: a signal while starting ends the run cleanly
     import _signal  # built in, where `signal` imports enum first
+    import time
 
     STARTING = {getattr(_signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(_signal, name)}
 
     def stopped_while_starting(signum: int, frame: object) -> None:
-        os.write(2, f"transfer_call: stopped by {STARTING[signum]} while starting; nothing was sent\n".encode())
+        reason = f"stopped by {STARTING[signum]} while starting; nothing was sent"
+        os.write(2, f"transfer_call: {reason}\n".encode())
+        if "--json" in sys.argv:  # the summary record every --json run ends with (Report.end), written by hand
+            counts = ", ".join(f'"{n}": 0' for n in ("failed", "moved", "notSent", "skipped", "unknown", "updated",
+                                                      "verified"))
+            os.write(1, (f'{{"changed": false, "counts": {{{counts}}}, "exitCode": {128 + signum}, "reason": "{reason}", '
+                         f'"requests": 0, "summary": true, "timestamp": "{time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())}'
+                         f'.{int(time.time() * 1000) % 1000:03d}Z"}}\n').encode())
         os._exit(128 + signum)
 
     for number in STARTING:
@@ -109,41 +117,45 @@ RECONNECT_MAX = 30.0         # --follow: most seconds between two attempts to re
 TRANSIENT_STATUSES = frozenset({500, 502, 503, 504})
 ENDED_CALL_STATES = frozenset({"disconnected", "terminated"})
 SDK_PACKAGE = "PureCloudPlatformClientV2"
-# Every request the tool sends, as the SDK's API classes define it: their method's name -> (HTTP
-# method, path, model of the answer). `send` hands these to ApiClient.call_api, which serialises the
-# body and deserialises the answer into that model exactly as the API class would, without
-# importing the API classes and their hundreds of models (tests/test_sdk_loader.py checks each
-# entry against the SDK's own API modules).
+# Every request the tool sends, as the SDK's API classes define it: their method's name -> the HTTP
+# method, path and model of the answer, and its kind: a read (resent freely), a change (it sets values:
+# resending is harmless, but once an answer is lost it may stand), or a transfer (never resent blindly: it
+# could move a call twice). `send` hands these to ApiClient.call_api, which serialises the body and
+# deserialises the answer into that model exactly as the API class would, without importing the API classes
+# and their hundreds of models (tests/test_sdk_loader.py checks each row against the SDK's own API modules).
+Operation = collections.namedtuple("Operation", "method path answer kind")
+CONVERSATION, CALLBACK = "/api/v2/conversations/{conversationId}", "/api/v2/conversations/callbacks/{conversationId}"
 OPERATIONS = {
-    "get_conversation": ("GET", "/api/v2/conversations/{conversationId}", "Conversation"),
-    "post_conversation_participant_replace_queue": (
-        "POST", "/api/v2/conversations/{conversationId}/participants/{participantId}/replace/queue", None),
-    "post_analytics_conversations_details_query": (
-        "POST", "/api/v2/analytics/conversations/details/query", "AnalyticsConversationQueryResponse"),
-    "get_analytics_conversations_details": (
-        "GET", "/api/v2/analytics/conversations/details", "AnalyticsConversationWithoutAttributesMultiGetResponse"),
-    "get_routing_queue": ("GET", "/api/v2/routing/queues/{queueId}", "Queue"),
-    "get_routing_queues": ("GET", "/api/v2/routing/queues", "QueueEntityListing"),
-    "post_users_search": ("POST", "/api/v2/users/search", "UsersSearchResponse"),
-    "get_user": ("GET", "/api/v2/users/{userId}", "User"),
-    "patch_routing_conversation": (
-        "PATCH", "/api/v2/routing/conversations/{conversationId}", "RoutingConversationAttributesResponse"),
-    "patch_conversations_call_participant_attributes": (
+    "get_conversation": Operation("GET", CONVERSATION, "Conversation", "read"),
+    "post_conversation_participant_replace_queue": Operation(
+        "POST", CONVERSATION + "/participants/{participantId}/replace/queue", None, "transfer"),
+    "post_analytics_conversations_details_query": Operation(
+        "POST", "/api/v2/analytics/conversations/details/query", "AnalyticsConversationQueryResponse", "read"),
+    "get_analytics_conversations_details": Operation(
+        "GET", "/api/v2/analytics/conversations/details", "AnalyticsConversationWithoutAttributesMultiGetResponse",
+        "read"),
+    "get_routing_queue": Operation("GET", "/api/v2/routing/queues/{queueId}", "Queue", "read"),
+    "get_routing_queues": Operation("GET", "/api/v2/routing/queues", "QueueEntityListing", "read"),
+    "post_users_search": Operation("POST", "/api/v2/users/search", "UsersSearchResponse", "read"),
+    "get_user": Operation("GET", "/api/v2/users/{userId}", "User", "read"),
+    "patch_routing_conversation": Operation(
+        "PATCH", "/api/v2/routing/conversations/{conversationId}", "RoutingConversationAttributesResponse", "change"),
+    "patch_conversations_call_participant_attributes": Operation(
         "PATCH", "/api/v2/conversations/calls/{conversationId}/participants/{participantId}/attributes",
-        "ParticipantAttributes"),
-    "post_conversations_callback_participant_replace": (
-        "POST", "/api/v2/conversations/callbacks/{conversationId}/participants/{participantId}/replace", None),
-    "patch_conversations_callbacks": ("PATCH", "/api/v2/conversations/callbacks", "PatchCallbackResponse"),
-    "patch_conversations_callback_participant_attributes": (
-        "PATCH", "/api/v2/conversations/callbacks/{conversationId}/participants/{participantId}/attributes",
-        "ParticipantAttributes"),
-    "get_routing_skill": ("GET", "/api/v2/routing/skills/{skillId}", "RoutingSkill"),
-    "get_routing_skills": ("GET", "/api/v2/routing/skills", "SkillEntityListing"),
-    "get_routing_language": ("GET", "/api/v2/routing/languages/{languageId}", "Language"),
-    "get_routing_languages": ("GET", "/api/v2/routing/languages", "LanguageEntityListing"),
-    "post_notifications_channels": ("POST", "/api/v2/notifications/channels", "Channel"),
-    "put_notifications_channel_subscriptions": (
-        "PUT", "/api/v2/notifications/channels/{channelId}/subscriptions", "ChannelTopicEntityListing"),
+        "ParticipantAttributes", "change"),
+    "post_conversations_callback_participant_replace": Operation(
+        "POST", CALLBACK + "/participants/{participantId}/replace", None, "transfer"),
+    "patch_conversations_callbacks": Operation(  # moves a scheduled callback
+        "PATCH", "/api/v2/conversations/callbacks", "PatchCallbackResponse", "transfer"),
+    "patch_conversations_callback_participant_attributes": Operation(
+        "PATCH", CALLBACK + "/participants/{participantId}/attributes", "ParticipantAttributes", "change"),
+    "get_routing_skill": Operation("GET", "/api/v2/routing/skills/{skillId}", "RoutingSkill", "read"),
+    "get_routing_skills": Operation("GET", "/api/v2/routing/skills", "SkillEntityListing", "read"),
+    "get_routing_language": Operation("GET", "/api/v2/routing/languages/{languageId}", "Language", "read"),
+    "get_routing_languages": Operation("GET", "/api/v2/routing/languages", "LanguageEntityListing", "read"),
+    "post_notifications_channels": Operation("POST", "/api/v2/notifications/channels", "Channel", "read"),
+    "put_notifications_channel_subscriptions": Operation(
+        "PUT", "/api/v2/notifications/channels/{channelId}/subscriptions", "ChannelTopicEntityListing", "read"),
 }
 # What a command can name, by id or by name: kind -> (read one, its id's path parameter, list by
 # name, whether only active ones count: a call cannot be routed on an inactive skill or language).
@@ -153,6 +165,8 @@ NAMED = {"queue": ("get_routing_queue", "queueId", "get_routing_queues", False),
 ROUTING_FIELDS = {"priority": "priority", "skillIds": "skills", "languageId": "language"}  # body key -> words
 DONE_EARLIER = "done in the earlier run"  # the reason of a call a rerun on result lines finds done: not a fact
 MEDIA = ("voice", "callback")  # what --media may name: a voice call, or a callback waiting in a queue
+# Where each kind of stdout line goes: only result lines reach --output files, which are read back as result lines.
+LINE_KINDS = {"result": ("stdout", "--output"), "listing": ("stdout",), "check": ("stdout",), "summary": ("stdout",)}
 PRIORITY_LIMIT = 25_000_000   # RoutingConversationAttributesRequest.priority: -25,000,000 to 25,000,000
 ATTRIBUTE_LIMIT = 256         # characters of a participant data value (Architect's cap)
 DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smh]?)")   # a part of a duration: 90, 90s, 15m, 1h (1h30m: two parts)
@@ -278,6 +292,10 @@ class MaybeApplied(Unavailable):
     def __init__(self, message: str, *, stopped: Stopped | None = None) -> None:
         super().__init__(message)
         self.stopped = stopped
+
+
+class StateError(UsageError):
+    """Raised when this machine's state folder (locks, the journal of transfers) cannot be used."""
 
 
 class Busy(TransferCallError):
@@ -432,18 +450,37 @@ def region_base_url(region: str, hosts: Mapping[str, str]) -> str | None:
 
 
 def check_base_url(url: str) -> str | None:
-    """Why GENESYS_API_HOST is unusable, or None; plain http is allowed only to a loopback host."""
+    """Why GENESYS_API_HOST is unusable, or None; plain http is allowed only to a loopback host.
+
+    The value is never quoted (a mistyped one may hold a password or a token): the problem names the part.
+    """
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"GENESYS_API_HOST must be a URL such as https://api.mypurecloud.com, not {url!r}"
-    if parts.username is not None or parts.password is not None:  # not echoed: it holds a password
-        return "GENESYS_API_HOST must not hold a user name or password; give the host alone"
+    try:
+        hostname, _ = parts.hostname, parts.port  # a port that is not a number raises
+    except ValueError:
+        hostname = None
+    if parts.scheme not in ("http", "https") or not hostname or "@" in url:
+        if "@" in url:
+            return ("GENESYS_API_HOST must not hold a user name or password (nor a token), and its scheme must be "
+                    "https:// (mistyped?); give the host alone, such as https://api.mypurecloud.com")
+        return ("GENESYS_API_HOST must be a URL such as https://api.mypurecloud.com: its scheme or host is missing "
+                "or malformed")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return f"GENESYS_API_HOST must be a base URL with no path, not {url!r}"
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        return (f"GENESYS_API_HOST {url!r} uses plain http to a non-loopback host; "
+        return "GENESYS_API_HOST must be a base URL with no path, query or fragment (such as https://api.mypurecloud.com)"
+    if parts.scheme == "http" and not is_loopback(hostname):
+        return (f"GENESYS_API_HOST uses plain http to {hostname}, which is not a loopback host; "
                 "use https so credentials are not sent unencrypted")
     return None
+
+
+def canonical_base_url(url: str) -> str:
+    """One spelling of a checked base URL (it names the run's locks and journal): lower case, no trailing slash or
+    dot, no default port."""
+    parts = urllib.parse.urlsplit(url.strip().lower())
+    host = parts.hostname.rstrip(".")
+    host = f"[{host}]" if ":" in host else host
+    port = "" if parts.port in (None, {"https": 443, "http": 80}[parts.scheme]) else f":{parts.port}"
+    return f"{parts.scheme}://{host}{port}"
 
 
 def is_loopback(host: str) -> bool:
@@ -518,7 +555,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
         problem = check_base_url(api_host)
         if problem:
             problems.append(problem)
-        base_url, region = api_host.rstrip("/").lower(), None  # one spelling: it names the run's locks
+        base_url, region = ("" if problem else canonical_base_url(api_host)), None
     else:
         hosts = region_hosts()
         base_url = region_base_url(region, hosts) or ""
@@ -729,8 +766,9 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         if not (isinstance(ids[0], str) and all(i is None or isinstance(i, str) and is_uuid(i) for i in ids)):
             bad.append(number)
             continue
-        if str(record.get("reason") or "").startswith(DONE_EARLIER) or undo and record.get("status") != "transferred":
-            continue  # a rerun's pointer to an earlier line; for an undo, anything but a move (or a move back)
+        if str(record.get("reason") or "").startswith(DONE_EARLIER) or undo and record.get("status") not in (
+                "transferred", "unknown"):
+            continue  # a rerun's pointer to an earlier line; for an undo, anything but a move (or one that may be)
         conversation_id = ids[0].lower()
         listed.pop(conversation_id, None)  # the last line of a call counts, and its place in the list
         values = {key: record[key] for key in ROUTING_FIELDS if key in record}
@@ -861,10 +899,14 @@ def pick_agent_participant(conversation: Any, user_id: str | None = None) -> Any
     return max(legs, key=leg_rank, default=None)
 
 
+def queue_leg(conversation: Any) -> Any | None:
+    """The call's live queue (acd) leg, whether or not an agent is on the call too; None when it is in no queue."""
+    return next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+
+
 def pick_participant_to_replace(conversation: Any) -> Any | None:
     """The agent leg to move (see pick_agent_participant), else the live acd leg of a call waiting in a queue."""
-    return pick_agent_participant(conversation) or next(
-        (p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+    return pick_agent_participant(conversation) or queue_leg(conversation)
 
 
 def transfer_landed(conversation: Any, call: Call) -> bool:
@@ -886,9 +928,7 @@ def transfer_landed(conversation: Any, call: Call) -> bool:
 
 def waiting_leg(conversation: Any) -> Any | None:
     """The live queue (acd) leg of a call waiting in a queue, with no agent on it; None otherwise."""
-    if pick_agent_participant(conversation):
-        return None
-    return next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+    return None if pick_agent_participant(conversation) else queue_leg(conversation)
 
 
 def where_is(conversation: Any) -> str:
@@ -918,6 +958,11 @@ def describe_participants(conversation: Any) -> str:
         where = f" queue {p.queue_id}" if p.queue_id else ""
         parts.append(f"{p.purpose}{where} {'ended' if p.end_time else states}")
     return "; ".join(parts) or "no participants"
+
+
+def timestamp() -> str:
+    """Now in UTC as result lines carry it: 2026-11-27T10:31:02.123Z."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def iso(moment: dt.datetime) -> str:
@@ -1078,6 +1123,7 @@ class Call:
     elapsed_ms: int | None = None
     reported: bool = False                 # its final line was written
     held_back: bool = False                # not sent: an earlier transfer of it may not be applied yet
+    hold: str | None = None                # why an earlier transfer of its leg may still apply, as read (see held)
 
     def skip(self, reason: str, error: TransferCallError | None = None) -> None:
         """Nothing to do for this call (already there, done earlier), or nothing possible (ended, answered first)."""
@@ -1187,6 +1233,23 @@ def format_result(result: Mapping[str, Any], as_json: bool) -> str:
         f": {'; '.join(reasons)}" if reasons else "")
 
 
+def bare_line(call: Call, timestamp: str, as_json: bool, exc: Exception) -> str:
+    """The line of a call whose full line could not be made: its ids and whether it moved, as a rerun reads them."""
+    record = {"conversationId": call.conversation_id, "participantId": call.participant_id,
+              "fromQueueId": call.from_queue_id, "queueId": call.queue_id, "mediaType": call.media,
+              "status": {"yes": "transferred", "unknown": "unknown"}.get(call.moved or "", "failed"),
+              "moved": call.moved or "no", "verified": call.verified, "final": True, "timestamp": timestamp,
+              "reason": f"its full result line could not be made ({type(exc).__name__}; -v shows why)"}
+    if as_json:
+        return json.dumps(record, sort_keys=True)
+    ids = [f"participant {call.participant_id}" if call.participant_id else "",
+           f"from queue {call.from_queue_id}" if call.from_queue_id else "",
+           f"to queue {call.queue_id}" if call.queue_id else ""]
+    notes = {"yes": "moved", "no": "not moved", "unknown": "may have moved"}[record["moved"]] + \
+        (", verified" if call.verified else ", not verified" if call.moved == "yes" else "")
+    return " ".join([record["status"], call.conversation_id, *filter(None, ids)]) + f" ({notes}): {record['reason']}"
+
+
 # --- the run's state: when to stop, and what to report ---------------------------------------
 
 class Stop:
@@ -1236,10 +1299,13 @@ class Stop:
             return f"stopped by {self.signal_name}"
         return "the run stopped after an earlier error" if self.error else "stopped"
 
-    def check(self) -> None:
-        """Raise Stopped once a signal asked the run to stop: called before every request."""
-        if self.signalled:
-            raise Stopped(self.reason, self.exit_code)
+    def check(self, change: bool = False) -> None:
+        """Raise Stopped once a signal asked the run to stop, or, before a `change`, once an error halted it.
+
+        The transport calls it before every request: after a stop no change is sent, whatever was running.
+        """
+        if self.signalled or change and self.error is not None:
+            raise Stopped(self.reason, self.exit_code or self.error.exit_code)
 
     def wait(self, seconds: float) -> None:
         """Sleep that a signal ends early (an error that halts the run does not)."""
@@ -1275,15 +1341,11 @@ class Report:
         self._logged = 0.0
         self._lock = threading.Lock()
 
-    def line(self, text: str, *, stdout_only: bool = False) -> None:
-        """Write one line of results to stdout and the --output file, each unless writing there failed before.
-
-        `stdout_only`: a line that is no call's result (a --list line, the summary record), kept out of
-        --output files, which are read back as result lines.
-        """
+    def line(self, text: str, kind: str = "result") -> None:
+        """Write one line of `kind` (LINE_KINDS) to its streams, each unless writing there failed before."""
         with self._lock:
             for name, stream in self.streams.items():
-                if stdout_only and name != "stdout":
+                if name not in LINE_KINDS[kind]:
                     continue
                 stream = stream or sys.stdout if name == "stdout" else stream
                 if name in self.broken:
@@ -1315,8 +1377,16 @@ class Report:
         final = call.final
         if final and call.started is not None:  # from its first request to its final outcome, in every mode
             call.elapsed_ms = round((time.monotonic() - call.started) * 1000)
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        self.line(format_result({**call.record(), "timestamp": now}, self.as_json))
+        now = timestamp()
+        try:
+            text = format_result({**call.record(), "timestamp": now}, self.as_json)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not cost a changed call its record
+            log.debug("cannot make the line of conversation %s", call.conversation_id, exc_info=True)
+            text = bare_line(call, now, self.as_json, exc)
+            if self.stop is not None:  # a bug: no call is started after it, as after any unexpected error
+                self.stop.halt(TransferCallError(f"unexpected error: {type(exc).__name__}: {exc} (writing the line "
+                                                 f"of conversation {call.conversation_id}; -v shows the traceback)"))
+        self.line(text)
         with self._lock:
             self.changed = self.changed or call.changed
             if call.moved == "yes" and call.conversation_id not in self.moved:
@@ -1338,11 +1408,11 @@ class Report:
         counts = {"moved": len(self.moved), "verified": self.verified, "updated": self.counts["updated"],
                   "unknown": self.counts["unknown"], "skipped": self.counts["skipped"],
                   "failed": self.counts["failed"], "notSent": self.counts["not-sent"]}
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = timestamp()
         record = {"summary": True, "exitCode": int(code), "changed": self.changed, "counts": counts,
                   "requests": self.transport.requests_sent if self.transport else 0, "reason": reason,
                   "timestamp": now}
-        self.line(json.dumps(record, sort_keys=True), stdout_only=True)
+        self.line(json.dumps(record, sort_keys=True), "summary")
 
     def close(self) -> None:
         """Close the --output file (stdout is the interpreter's)."""
@@ -1497,6 +1567,7 @@ class Transport:
         self.retry_spent = 0.0
         self._charged_until = 0.0               # retry_spent covers waits up to this moment (wall time)
         self._worker = threading.local()
+        self.operating = threading.local()      # .kind: the kind of the request Org.send is about to make
         self.reached = False                    # has the host answered anything yet?
         self._lock = threading.Lock()
         # What the last inin-ratelimit-* headers said, less what was sent since: None = unknown.
@@ -1514,11 +1585,8 @@ class Transport:
             raise UsageError(f"refusing to send a request to {parts.scheme}://{host}: requests go only to the org "
                              f"({' and '.join(sorted(self.origins))})")
         is_token_request = path.endswith("/oauth/token")
-        is_transfer = options.method == "POST" and path.endswith(("/replace/queue", "/replace")) or \
-            options.method == "PATCH" and path.endswith("/api/v2/conversations/callbacks")  # moves a scheduled one
-        # A change other than the transfer (routing, participant data) sets values: resending it is
-        # harmless, but once an answer is lost it may stand even if no later attempt gets through.
-        is_change = options.method in ("PATCH", "PUT", "DELETE") and not is_transfer
+        kind = self.operating.__dict__.pop("kind", "read")  # Org.send names it (OPERATIONS); the token is a read
+        is_transfer, is_change = kind == "transfer", kind == "change"
         unclear: list[str] = []
 
         def wait_to_retry(delay: float, what: str, failed_attempt_time: float, **how: Any) -> None:
@@ -1535,7 +1603,7 @@ class Transport:
         while True:
             attempt += 1
             try:
-                self.stop.check()
+                self.stop.check(change=kind != "read")
             except Stopped as stopped:
                 if unclear:
                     raise MaybeApplied(f"{options.method} {path}: {stopped.reason} after an answer was lost "
@@ -1905,7 +1973,8 @@ class Org:
     def send(self, operation: str, *, path: Mapping[str, str] | None = None,
              query: Mapping[str, Any] | None = None, body: Any = None) -> Any:
         """Send one request of OPERATIONS through the SDK's ApiClient, as its API class would; raises ApiException."""
-        method, resource_path, answer_model = OPERATIONS[operation]
+        method, resource_path, answer_model, kind = OPERATIONS[operation]
+        self.transport.operating.kind = kind  # the transport's rules for resending go by it
         return self.client.call_api(resource_path, method, path_params=dict(path or {}),
                                     query_params=dict(query or {}),
                                     header_params={"Accept": "application/json", "Content-Type": "application/json"},
@@ -1972,13 +2041,17 @@ class Org:
             log.debug("no file locks on this platform: overlapping runs are not prevented")
             return
         handle = self._state_file(what, "a+", ".lock")
-        try:
-            fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except OSError:
-            holder = self._holders(handle)
-            handle.close()
-            raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then run "
-                       "again") from None
+        for attempt in range(5 if shared else 1):  # a shared one: another run's probe (Org.claim) holds it an instant
+            try:
+                fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt == (4 if shared else 0):
+                    holder = self._holders(handle)
+                    handle.close()
+                    raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then "
+                               "run again") from None
+                time.sleep(0.02)
         if not shared:  # alone: the file names this run only; shared holders each add a line
             handle.seek(0)
             handle.truncate()
@@ -2010,14 +2083,35 @@ class Org:
             time.sleep(0.02)
         return "another run"
 
-    def poured_into(self, queue_id: str) -> str | None:
-        """The --follow runs on this machine moving calls into this queue now (None: none): a run must not take calls
-        out of it, or they would be moved back and forth."""
+    def claim(self, takes: set[str], pours: set[str], following: bool = False) -> dict[str, str]:
+        """Hold this run's shared locks on the queues it takes calls from and pours calls into, then name the queues
+        where another run on this machine works the other way: queue id -> "<that run> is moving calls into" (or
+        "is taking calls out of"). Calls moved there would be moved back, or moved on, by the other run.
+
+        The locks are taken before either side looks, so of two runs started together at least one sees the other.
+        A queue this run both takes from and pours into (an undo of moves both ways) is not looked at.
+        """
+        for queue_id in sorted(takes):
+            self.lock(f"calls taken from queue {queue_id}", shared="taking calls from it")
+        for queue_id in sorted(pours):
+            self.lock(f"calls poured into queue {queue_id}",
+                      shared="following calls into it" if following else "moving calls into it")
+        busy = {}
+        for family, queues, doing in (("calls poured into", takes - pours, "is moving calls into"),
+                                      ("calls taken from", pours - takes, "is taking calls out of")):
+            for queue_id in sorted(queues):
+                holder = self._holder(f"{family} queue {queue_id}")
+                if holder:
+                    busy[queue_id] = f"{holder} {doing}"
+        return busy
+
+    def _holder(self, what: str) -> str | None:
+        """Who holds a lock on `what`, shared or alone (None: nobody), found by taking it alone for an instant."""
         try:
             import fcntl
         except ImportError:
             return None
-        with self._state_file(f"calls poured into queue {queue_id}", "a+", ".lock") as handle:
+        with self._state_file(what, "a+", ".lock") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -2026,10 +2120,12 @@ class Org:
             return None
 
     def remember_transfer(self, call: Call, state: str = "sent") -> None:
-        """Note in this machine's journal that the call's leg is being transferred ("sent"), or was refused ("refused").
+        """Note in this machine's journal that the call's leg is being transferred ("sent"), or was not ("refused",
+        "unsent").
 
         Written before the request goes out: an answer lost on the way back leaves the journal
-        saying so (see journal). A day's journal is a file of its own; those of days past go.
+        saying so (see journal), and a transfer whose entry cannot be written is not sent (StateError).
+        A day's journal is a file of its own; those of days past go.
         """
         if call.scheduled:  # moved on its own leg, which stays live: the journal's rule does not apply
             return
@@ -2038,33 +2134,45 @@ class Org:
             if not self._journal_days:
                 self._forget_old_journals()
             with self._state_file(f"transfers {day}", "a", ".transfers") as journal:
-                journal.write(f"{call.journal_key} {time.time():.0f} {state}\n")
+                journal.write(f"{call.journal_key} {time.time():.0f} {state} {boot_id()} {boot_clock():.0f}\n")
             self._journal_days.add(day)
         except (OSError, UsageError) as exc:
-            log.debug("cannot write the journal of transfers: %s", exc)
+            why = getattr(exc, "strerror", None) or str(exc)
+            if state == "sent":
+                raise StateError(f"cannot write this machine's journal of transfers ({why}), without which a rerun "
+                                 "could move the call twice: nothing was sent; check HOME and ~/.cache/transfer_call"
+                                 ) from None
+            log.warning("cannot note in the journal of transfers that conversation %s was %s (%s): a rerun holds its "
+                        "leg back for %g minutes", call.conversation_id, state, why, JOURNAL_WINDOW / 60)
 
     def journal(self) -> dict[str, float]:
-        """Call.journal_key -> when a run on this machine sent a transfer of that leg, in the last JOURNAL_WINDOW s.
+        """Call.journal_key -> when (wall time) a run on this machine sent a transfer of that leg, within JOURNAL_WINDOW.
 
         A transfer replaces the leg it moves, so a leg still live after a transfer of it was sent
         is a transfer not applied yet, or one whose answer was lost: a second one could move the
-        call twice. A transfer refused outright does not count.
+        call twice. A transfer refused outright does not count. The window is measured on the
+        clock since boot where the entry was written since this boot: a step of the wall clock
+        (NTP, a manual change) neither ends nor stretches it.
         """
-        now = dt.datetime.now(dt.timezone.utc)
-        lines: list[str] = []
-        for day in {(now - dt.timedelta(seconds=JOURNAL_WINDOW)).date(), now.date()}:
+        today, lines = dt.datetime.now(dt.timezone.utc).date(), []
+        for day in (today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)):  # the wall clock may step
             try:
                 with self._state_file(f"transfers {day}", "r", ".transfers") as journal:
                     lines += journal.read().splitlines()
             except (OSError, UsageError):
                 pass
-        since, last = time.time() - JOURNAL_WINDOW, {}
-        for line in lines:  # conversation, leg, its start, when sent, sent | refused: the last line of a leg counts
+        last = {}
+        for line in lines:  # conversation, leg, its start, when sent, state [, boot id, clock since boot]
             fields = line.split(" ")
             with contextlib.suppress(ValueError):
-                if len(fields) == 5:
-                    last[" ".join(fields[:3])] = (float(fields[3]), fields[4])
-        return {key: moment for key, (moment, state) in last.items() if state == "sent" and moment >= since}
+                if len(fields) in (5, 7):  # the last line of a leg counts
+                    last[" ".join(fields[:3])] = (float(fields[3]), fields[4], *fields[5:])
+        held = {}
+        for key, (moment, state, *boot) in last.items():
+            age = boot_clock() - float(boot[1]) if boot and boot[0] == boot_id() != "-" else time.time() - moment
+            if state == "sent" and age < JOURNAL_WINDOW:
+                held[key] = moment
+        return held
 
     def _forget_old_journals(self) -> None:
         folder = self._state_folder()
@@ -2080,7 +2188,7 @@ class Org:
         os.makedirs(folder, mode=0o700, exist_ok=True)
         owner = getattr(os, "getuid", None)  # none on Windows
         if os.path.islink(folder) or owner is not None and os.lstat(folder).st_uid != owner():
-            raise UsageError(f"{folder} is not a folder of this user's; remove it")
+            raise StateError(f"{folder} is not a folder of this user's; remove it")
         os.chmod(folder, 0o700)
         return folder
 
@@ -2097,8 +2205,23 @@ class Org:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise UsageError(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and "
+            raise StateError(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and "
                              "that folder's permissions") from None
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot's id (Linux), "-" where there is none: the clock since boot counts within one boot only."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip() or "-"
+    except OSError:
+        return "-"
+
+
+def boot_clock() -> float:
+    """Seconds since boot, suspend included, the same in every process and never stepped like the wall clock."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
 
 def authenticate(org: Org, settings: Settings) -> None:
@@ -2277,10 +2400,12 @@ def transfer(org: Org, call: Call) -> None:
     else:
         request = {"path": {"conversationId": call.conversation_id, "participantId": call.participant_id},
                    "body": transfer_body(call.queue_id)}
+    if held(call, org.journal()):  # read again right before sending: another run may have sent one since
+        return
     for attempt in (1, 2):
         try:
-            call.sent = True
             org.remember_transfer(call)  # first: whatever becomes of the answer, a later run knows it was sent
+            call.sent = True
             org.send("patch_conversations_callbacks" if call.scheduled else TRANSFERS[call.media], **request)
             call.moved = "yes"
             return
@@ -2304,7 +2429,7 @@ def transfer(org: Org, call: Call) -> None:
         log.warning("%s; watching the call before deciding anything", unclear)
         call.moved = "unknown"
         try:
-            seen = watch_unclear_transfer(org, call, max(org.wait, SETTLE_TIME))
+            seen, _ = watch(org, call, max(org.wait, SETTLE_TIME), lambda seen: seen not in ("waiting", "pending"))
         except Stopped as stopped:
             call.fail(f"{unclear}; {stopped.reason} before it was seen where the call went: check the call")
             call.cut_short = True
@@ -2346,24 +2471,26 @@ def offered_meanwhile(org: Org, call: Call) -> bool:
     return True
 
 
-def watch_unclear_transfer(org: Org, call: Call, seconds: float) -> str:
-    """Read the call until a transfer whose answer was lost shows its effect, for up to `seconds`.
-
-    Returns "landed", "answered" (an agent took the call where it waited), "ended", "pending"
-    (the same leg still waits and the conversation lists a transfer pending), "waiting" (the
-    same leg still waits, nothing pending), or what else was seen ("with ..." words).
-    """
-    deadline = time.monotonic() + seconds
+def watch(org: Org, call: Call, seconds: float, until: Callable[[str], bool]) -> tuple[str, Any]:
+    """The one poll of where a moved call is: (what transfer_effect shows, the conversation) once `until` holds for
+    it, or after `seconds`; read soon (most transfers land within a moment), then every POLL_INTERVAL."""
+    deadline, pause = time.monotonic() + seconds, POLL_INTERVAL / 5
     while True:
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))  # a signal: the next read says so
+        pause = min(pause * 2, POLL_INTERVAL)
         conversation = org.conversation(call.conversation_id)
         seen = transfer_effect(conversation, call)
-        if seen not in ("waiting", "pending") or time.monotonic() >= deadline:
-            return seen
-        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))  # a signal: the next read says so
+        if until(seen) or time.monotonic() >= deadline:
+            return seen, conversation
+
+
+ENDED = frozenset({"landed, then ended", "ended"})  # what transfer_effect shows of a call that ended
 
 
 def transfer_effect(conversation: Any, call: Call) -> str:
-    """What a conversation shows of a transfer of `call`: see watch_unclear_transfer."""
+    """What a conversation shows of a transfer of `call`: "landed", "landed, then ended", "ended", "pending" (the
+    same leg still waits and a transfer is listed pending), "waiting" (the same leg, nothing pending), "answered"
+    (an agent took the call where it waited), or who is on the call (describe_participants)."""
     if transfer_landed(conversation, call):
         return "landed"
     participants = conversation.participants or []
@@ -2397,23 +2524,15 @@ def wait_for_transfer(org: Org, call: Call, wait: float) -> None:
 
     The transfer API answers 202 and works asynchronously, so the answer alone proves nothing.
     """
-    deadline = time.monotonic() + wait
-    pause = POLL_INTERVAL / 5  # most transfers land within a moment: read soon, then back off
-    while True:
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 2, POLL_INTERVAL)
-        conversation = org.conversation(call.conversation_id)
-        if transfer_landed(conversation, call):
-            call.verified = True
-            return
-        if conversation_ended(conversation):
-            call.reason = f"the call ended before it was seen in queue {call.queue_name or call.queue_id}"
-            call.skipped = True  # nothing more can be done for it
-            return
-        if time.monotonic() >= deadline:
-            call.fail(f"accepted, but not seen in queue {call.queue_name or call.queue_id} within {wait:g}s; last "
-                      f"seen: {describe_participants(conversation)}; check the call, or raise --wait")
-            return
+    seen, conversation = watch(org, call, wait, lambda seen: seen == "landed" or seen in ENDED)
+    if seen == "landed":
+        call.verified = True
+    elif seen in ENDED:
+        call.reason = f"the call ended before it was seen in queue {call.queue_name or call.queue_id}"
+        call.skipped = True  # nothing more can be done for it
+    else:
+        call.fail(f"accepted, but not seen in queue {call.queue_name or call.queue_id} within {wait:g}s; last "
+                  f"seen: {describe_participants(conversation)}; check the call, or raise --wait")
 
 
 def list_waiting_calls(org: Org, queue_id: str, media: tuple[str, ...] = ("voice",)) -> list[WaitingCall]:
@@ -2471,7 +2590,7 @@ def arrived(view: Any, call: Call) -> bool:
 
 # --- the pipeline: select the calls, plan, send paced, verify, report --------------------------
 
-HALTING = (AuthError, Unavailable, NotFound)  # errors every further call would hit: stop starting new ones
+HALTING = (AuthError, Unavailable, NotFound, StateError)  # errors every further call would hit: start no new one
 
 
 def make_plan(org: Org, settings: Settings) -> Plan:
@@ -2534,17 +2653,17 @@ def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, st
         if not settings.listed and not settings.read_only:
             org.lock(f"conversation {calls[0].conversation_id}")
     journal = org.journal() if not settings.read_only else {}
-    pouring = {}
+    moving = [call for call in calls if source is None and not settings.read_only and not call.decided and call.move
+              and call.from_queue_id and call.queue_id and call.from_queue_id != call.queue_id]
+    busy = org.claim({c.from_queue_id for c in moving}, {c.queue_id for c in moving}) if moving else {}
+    for call in moving:
+        why = f"{busy[call.from_queue_id]} queue {call.from_queue_id}, where this call waits: it would be moved back" \
+            if call.from_queue_id in busy else f"{busy[call.queue_id]} queue {call.queue_name or call.queue_id}, " \
+            "where this call would go: it would be moved on" if call.queue_id in busy else None
+        if why:
+            error = Busy(f"{why}; stop that run, or wait for it to finish")
+            call.fail(str(error), error)
     for call in calls:
-        if source is None and not settings.read_only and not call.decided and call.move and call.from_queue_id and \
-                call.from_queue_id != call.queue_id:
-            if call.from_queue_id not in pouring:
-                pouring[call.from_queue_id] = org.poured_into(call.from_queue_id)
-            if pouring[call.from_queue_id]:
-                error = Busy(f"{pouring[call.from_queue_id]} is moving calls into queue {call.from_queue_id}, where this "
-                             "call waits: it would be moved back; stop that run, or wait for its window to end")
-                call.fail(str(error), error)
-                continue
         if not call.decided and call.move and call.purpose == "acd" and call.from_queue_id == call.queue_id:
             where = call.queue_name or call.queue_id
             if plan.changes:  # a rerun of a move with routing: the move is done, the rest is set again in place
@@ -2552,20 +2671,26 @@ def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, st
             else:
                 call.skip(f"already waiting in queue {where}; nothing to do")
         elif not call.decided:
-            held_by_journal(call, journal)
+            held(call, journal)
     chosen = {id(call) for call in [call for call in calls if not call.decided][:settings.limit]}
     return [call for call in calls if call.decided or id(call) in chosen]
 
 
-def held_by_journal(call: Call, journal: Mapping[str, float]) -> bool:
-    """Hold the call back (True) if a run on this machine sent a transfer of its very leg within JOURNAL_WINDOW."""
-    if not call.move or call.scheduled or call.journal_key not in journal:
-        return False
-    moment = dt.datetime.fromtimestamp(journal[call.journal_key], dt.timezone.utc).strftime("%H:%M:%SZ")
-    hold_back(call, f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still "
-              "there: that transfer is not applied yet, or its answer was lost",
-              then=f" (this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)")
-    return True
+def held(call: Call, journal: Mapping[str, float]) -> bool:
+    """The one send guard: hold the call back (True) while an earlier transfer of its leg may still apply, as the
+    call was read (call.hold: a transfer the conversation lists pending, an earlier run's line whose leg is still
+    there) or as this machine's journal says (a transfer of this very leg sent within JOURNAL_WINDOW). A second
+    transfer could move the call twice. Called when the calls are picked, and again right before each transfer."""
+    if not call.move or call.held_back:
+        return call.held_back
+    if call.hold:
+        hold_back(call, call.hold)
+    elif not call.scheduled and call.journal_key in journal:
+        moment = dt.datetime.fromtimestamp(journal[call.journal_key], dt.timezone.utc).strftime("%H:%M:%SZ")
+        hold_back(call, f"a run on this machine sent a transfer of this very leg at {moment}, and the leg is still "
+                  "there: that transfer is not applied yet, or its answer was lost",
+                  then=f" (this machine holds it back for {JOURNAL_WINDOW / 60:g} minutes)")
+    return call.held_back
 
 
 def customer_leg(conversation: Any) -> str | None:
@@ -2603,7 +2728,7 @@ def call_in(conversation: Any, leg: Any | None, plan: Plan) -> Call:
                   "nothing to do")
     elif call.move and not (chosen.purpose == "acd" and chosen.queue_id == call.queue_id) and \
             transfer_pending(conversation):  # another run's transfer (or an agent's), not applied yet
-        hold_back(call, "a transfer of this call is still pending (an earlier or another run's?)")
+        call.hold = "a transfer of this call is still pending (an earlier or another run's?)"
     return call
 
 
@@ -2648,13 +2773,15 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                 # The earlier run found it waiting in a queue; an agent has answered it since: not to be taken away.
                 raise NoLiveCall(f"answered since the earlier run (by user {agent.user_id}); nothing to do")
             call = calls[conversation_id] = call_in(conversation, None, plan)
-            moved_earlier = entry.status == "transferred" and entry.queue_id == plan.queue_id and not plan.in_place
-            if moved_earlier and not call.decided and call.from_queue_id != call.queue_id:  # not seen in its target
-                # That run sent its transfer (not seen applied): it is never sent again, only confirmed.
+            # That run sent a transfer of it (accepted, or its answer lost: "unknown") not seen applied: while the leg
+            # it moved is there, it may still apply, so nothing is sent; once gone, the call moved (or was answered).
+            sent_earlier = entry.status in ("transferred", "unknown") and not plan.in_place
+            if sent_earlier and not call.decided and call.from_queue_id != call.queue_id:  # not seen in its target
                 if earlier is not None and is_live(earlier):
-                    hold_back(call, f"the earlier run's transfer of it (its line {entry.line}) is not seen applied: "
-                              "the leg it moved is still there")
-                else:
+                    what = "transfer" if entry.status == "transferred" else "transfer, whose answer was lost,"
+                    call.hold = (f"the earlier run's {what} of it (its line {entry.line}) is not seen applied: the "
+                                 "leg it moved is still there")
+                elif entry.queue_id == plan.queue_id:
                     call.skip(f"moved by the earlier run (its line {entry.line}), then on elsewhere: "
                               f"{where_is(conversation)}; not moved again")
         except NoLiveCall as exc:
@@ -2675,9 +2802,14 @@ def list_moves_to_undo(org: Org, settings: Settings, plan: Plan) -> list[Call]:
                     media=record.media if leg is None else media_of(leg), scheduled=leg is not None and is_scheduled(leg))
         if record.undo:  # its last line is an undo's own: it was put back already
             call.skip(f"put back by an earlier --undo (its line {record.line}); nothing to do")
-        elif leg is not None and (call.journal_key in journal and not call.scheduled or
-                                  transfer_pending(conversation)):
-            hold_back(call, "a transfer of this call is still pending (the move being undone, or an undo)")
+        elif record.status == "unknown" and not isinstance(conversation, NoLiveCall) and any(
+                p.id == record.participant_id and is_live(p) for p in conversation.participants or []):
+            call.hold = (f"the transfer its line {record.line} says may have moved it is not seen applied: the leg it "
+                         "moved is still there")
+        elif leg is not None and transfer_pending(conversation):
+            call.hold = "a transfer of this call is still pending (the move being undone, or an undo)"
+        elif leg is not None and not call.scheduled and call.journal_key in journal:
+            pass  # held when the calls are picked (held), before any of the skips below
         elif isinstance(conversation, NoLiveCall) or conversation_ended(conversation):
             call.skip("the call has ended since it was moved")
         elif record.from_queue_id is None:
@@ -2702,12 +2834,13 @@ def source_queue(org: Org, settings: Settings, plan: Plan) -> tuple[str, str | N
                          "choose another target")
     if not settings.read_only:
         org.lock(f"queue {source_id}")
-        pouring = org.poured_into(source_id)
-        if pouring:
-            raise Busy(f"{pouring} is moving calls into queue {source_name or source_id}: calls taken out of it would "
-                       "be moved back; stop it, or wait for its window to end")
-        if settings.follow and plan.queue_id:  # no run may take calls from where this one pours them for so long
-            org.lock(f"calls poured into queue {plan.queue_id}", shared="following calls into it")
+        busy = org.claim({source_id}, {plan.queue_id} if plan.queue_id else set(), following=bool(settings.follow))
+        if source_id in busy:
+            raise Busy(f"{busy[source_id]} queue {source_name or source_id}: calls taken out of it would be moved "
+                       "back; stop that run, or wait for it to finish")
+        if plan.queue_id in busy:
+            raise Busy(f"{busy[plan.queue_id]} queue {plan.queue_name or plan.queue_id}: calls moved into it would be "
+                       "moved on; stop that run, or wait for it to finish")
     return source_id, source_name
 
 
@@ -2731,13 +2864,20 @@ def list_source_queue(org: Org, settings: Settings, plan: Plan, source: tuple[st
     for call, waiting in zip(calls, listed, strict=True):
         if waiting.answered:
             call.skip("already with an agent")
-    callbacks = [call for call in calls if call.media == "callback" and not call.skipped]
-    for call, conversation in zip(callbacks, read_conversations(org, [c.conversation_id for c in callbacks],
-                                                                 settings.concurrency), strict=True):
+    # Read live: callbacks (scheduled or routed shows there only), and every call changed in place, which no refused
+    # transfer protects: a PATCH would change the call wherever it is now, and analytics lags.
+    live = [call for call in calls if not call.skipped and (call.media == "callback" or plan.in_place)]
+    for call, conversation in zip(live, read_conversations(org, [c.conversation_id for c in live],
+                                                           settings.concurrency), strict=True):
         leg = None if isinstance(conversation, NoLiveCall) else next(
             (p for p in conversation.participants or [] if p.id == call.participant_id and is_live(p)), None)
-        if leg is None:
+        waiting = leg is not None and getattr(waiting_leg(conversation), "id", None) == leg.id
+        if leg is None and call.media == "callback":
             call.skip("no longer waiting: the callback ended or was answered")
+        elif plan.in_place and not waiting:
+            call.queue_id = None  # its line must not say it is in the source queue
+            call.skip(f"no longer waiting in queue {source_name or source_id}: " + (
+                "the call ended" if leg is None and isinstance(conversation, NoLiveCall) else where_is(conversation)))
         call.scheduled = leg is not None and is_scheduled(leg)
         if call.scheduled and settings.waiting_over is not None:
             call.skip("a scheduled callback, not due yet: it has not waited")
@@ -2830,7 +2970,9 @@ def list_calls(org: Org, calls: list[Call], settings: Settings, report: Report) 
         record = describe_call(conversation, call, names)
         if call.decided:
             record["reason"] = call.reason or str(call.error)
-        report.line(format_listed(record, settings.output_json), stdout_only=True)
+        elif call.move and not any(p.id == call.participant_id and is_live(p) for p in conversation.participants or []):
+            record["reason"] = f"the leg it was found on ({call.participant_id}) has ended; the call is {where_is(conversation)}"
+        report.line(format_listed(record, settings.output_json), "listing")
         call.skipped, call.error, call.dry_run = False, None, True  # done: it was shown
         shown.append(call)
     if not shown:
@@ -2972,7 +3114,7 @@ class Follow:
         for call in found:
             if call.participant_id in self.taken or call.conversation_id in changed:
                 continue
-            if held_by_journal(call, journal):  # another run's transfer of this leg may still apply
+            if held(call, journal):  # another run's transfer of this leg may still apply
                 self.held[call.conversation_id] = call
                 continue
             self.held.pop(call.conversation_id, None)
@@ -3178,7 +3320,7 @@ class Follow:
 def plan_requests(call: Call) -> list[str]:
     """The requests a call's plan sends, in order, as a dry run prints them."""
     def request(operation: str, body: Any, **path: str) -> str:
-        method, template, _ = OPERATIONS[operation]
+        method, template, _, _ = OPERATIONS[operation]
         return f"{method} {template.format(**path)} {json.dumps(body)}"
 
     plan, requests = call.plan, []
@@ -3332,7 +3474,7 @@ def change_routing(org: Org, call: Call, confirm_live: bool) -> None:
 
 def queue_routing_data(conversation: Any) -> Any | None:
     """The conversationRoutingData of the call's live queue leg, or None when it waits in no queue."""
-    leg = next((p for p in conversation.participants or [] if p.purpose == "acd" and is_live(p)), None)
+    leg = queue_leg(conversation)
     return leg.conversation_routing_data if leg else None
 
 
@@ -3530,16 +3672,12 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
 def landed_or_ended(org: Org, call: Call) -> bool:
     """Read one moved call live: True once it is in its target queue (verified) or ended meanwhile (skipped)."""
     try:
-        conversation = org.conversation(call.conversation_id)
+        seen = watch(org, call, 0.0, lambda seen: True)[0]
     except NoLiveCall:
+        seen = "ended"
+    if seen in ENDED:
         call.skip("the call ended while moving")
-        return True
-    if transfer_landed(conversation, call):
-        return True
-    if conversation_ended(conversation):
-        call.skip("the call ended while moving")
-        return True
-    return False
+    return seen == "landed" or seen in ENDED
 
 
 def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
@@ -3714,17 +3852,18 @@ def check_permissions(org: Org, settings: Settings) -> tuple[list[dict[str, str]
     return rows, not_found
 
 
-def run_check(org: Org, settings: Settings, report: Report) -> int:
-    """Print the permission table; exit 3 when the role lacks a permission, 2 when a named queue or user is missing."""
+def run_check(org: Org, settings: Settings, report: Report) -> list[Call]:
+    """Print the permission table; AuthError when the role lacks a permission, NotFound when a named queue or user is
+    missing; no call is acted on."""
     rows, not_found = check_permissions(org, settings)
-    report.line(format_check(rows, settings.output_json))
+    report.line(format_check(rows, settings.output_json), "check")
     missing = [r["permission"] for r in rows if r["result"] == "missing"]
     if missing:
         raise AuthError(f"the OAuth client's role lacks {', '.join(missing)}; add "
                         f"{'it' if len(missing) == 1 else 'them'} and run --check again")
     if not_found:
         raise NotFound("; ".join(not_found))
-    return ExitCode.OK
+    return []
 
 
 def format_check(rows: list[dict[str, str]], as_json: bool) -> str:
@@ -3861,30 +4000,56 @@ def open_output(path: str | None) -> Any:
         raise UsageError(f"cannot open --output {path}: {exc.strerror}; fix the path or its permissions") from None
 
 
+def exit_decision(calls: list[Call] | None, stop: Stop, error: BaseException | None, *, changed: bool,
+                  following: bool = False, tally: str = "") -> tuple[int, str | None, bool]:
+    """The run's exit code, the line that explains it (None: nothing to say) and whether that line is an error.
+
+    The one place a run's code is chosen: from its calls (exit_status) when it ran to its end, else from the
+    error that ended it (each TransferCallError carries its code); 8 whenever something was (or may have
+    been) changed and not all was done.
+    """
+    if isinstance(error, Stopped):
+        if changed:
+            return ExitCode.PARTIAL, f"{error.reason}; something was changed: read the result lines, then run it " \
+                "again", False
+        return error.exit_code, f"{error.reason} before anything was changed; nothing was sent", False
+    if isinstance(error, TransferCallError):
+        if changed:
+            return ExitCode.PARTIAL, f"{error}; something was changed before it: read the result lines", True
+        return error.exit_code, str(error), True
+    if isinstance(error, KeyboardInterrupt):  # raised only while nothing can have been sent (Stop.preparing)
+        return stop.exit_code or ExitCode.INTERRUPTED, f"{stop.reason if stop.signalled else 'interrupted'} " \
+            "before anything was changed; nothing was sent", False
+    if error is not None:
+        return ExitCode.PARTIAL if changed else ExitCode.UNEXPECTED, \
+            f"unexpected error: {type(error).__name__}: {error}", True
+    code, message = exit_status(calls or [], stop)
+    if following and code == ExitCode.NO_LIVE_CALL:  # calls gone before their turn, in a window run out
+        code, message = ExitCode.OK, None
+    if following and stop.signalled:  # the window was cut short: not all was done
+        code = ExitCode.PARTIAL if changed else stop.exit_code
+        message = (f"{message}; " if message else "" if changed else "nothing was changed; ") + \
+            "the calls that arrive from now on are not moved: run it again to go on following"
+    if stop.signalled and code != ExitCode.OK:
+        return code, f"{stop.reason} ({tally}); {message or 'nothing was changed; run it again'}", False
+    return code, message, True
+
+
 def main(argv: list[str] | None = None) -> int:
-    stop, args, report, org = Stop(), None, None, None
-    said: list[str] = []  # the line that explains the exit code, for the --json summary record
-
-    def finish(code: int, text: str | None = None, *, error: bool = True) -> int:
-        """Say why the run ends (an error on stderr; "no call to move", exit 4, is an outcome: -q silences it)."""
-        if text:
-            said.append(text)
-            if code == ExitCode.NO_LIVE_CALL:
-                log.info("%s", text)
-            else:
-                log.error("%s%s", "error: " if error else "", text)
-        return code
-
+    stop, args, report, org, calls, error, ran = Stop(), None, None, None, None, None, True
     # Signals only set the stop flag (see Stop): no request is sent after one, whatever was running.
     handlers = {}
     if threading.current_thread() is threading.main_thread():  # a signal ignored (nohup) stays ignored
         handlers = {number: signal.signal(number, stop.handle) for number in STOP_SIGNALS
                     if signal.getsignal(number) != signal.SIG_IGN}
-    code = ExitCode.UNEXPECTED
     json_asked = "--json" in (sys.argv[1:] if argv is None else argv)  # before the flags are parsed: their errors too
     try:
         configure_logging(argparse.Namespace(verbose=False, quiet=False))
-        args = parse_args(argv)
+        try:
+            args = parse_args(argv)
+        except SystemExit as done:  # --help or --version printed: no run, so nothing to say and no summary record
+            ran = False
+            return int(done.code or 0)
         configure_logging(args)
         settings = resolve_settings(args, os.environ)
         report = Report(args.json, output=open_output(settings.output), stop=stop)
@@ -3893,58 +4058,32 @@ def main(argv: list[str] | None = None) -> int:
         org = make_org(settings, stop=stop)
         report.transport = org.transport
         authenticate(org, settings)
-        if settings.check:
-            code = run_check(org, settings, report)
-            return code
-        calls = run(org, settings, report, stop)
-        code, message = exit_status(calls, stop)
-        if settings.follow and code == ExitCode.NO_LIVE_CALL:  # calls gone before their turn, in a window run out
-            code, message = ExitCode.OK, None
-        if settings.follow and stop.signalled:  # the window was cut short: not all was done
-            changed = any(call.changed for call in calls)
-            code = ExitCode.PARTIAL if changed else stop.exit_code
-            message = (f"{message}; " if message else "" if changed else "nothing was changed; ") + \
-                "the calls that arrive from now on are not moved: run it again to go on following"
-        if stop.signalled and code != ExitCode.OK:
-            code = finish(code, f"{stop.reason} ({report.tally()}); "
-                          f"{message or 'nothing was changed; run it again'}", error=False)
-        elif message:
-            code = finish(code, message)
-        return code
-    except Stopped as exc:
-        if report is not None and report.changed:
-            code = finish(ExitCode.PARTIAL, f"{exc.reason}; something was changed: read the result lines, then run "
-                          "it again", error=False)
-        else:
-            code = finish(exc.exit_code, f"{exc.reason} before anything was changed; nothing was sent", error=False)
-        return code
-    except TransferCallError as exc:
-        if report is not None and report.changed:
-            code = finish(ExitCode.PARTIAL, f"{exc}; something was changed before it: read the result lines")
-        else:
-            code = finish(exc.exit_code, str(exc))
-        return code
-    except KeyboardInterrupt:
-        code = finish(stop.exit_code or ExitCode.INTERRUPTED, f"{stop.reason if stop.signalled else 'interrupted'} "
-                      "before anything was changed; nothing was sent", error=False)
-        return code
-    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors become exit 1 (8 after a change)
-        said.append(f"unexpected error: {type(exc).__name__}: {exc}")
-        log.error("unexpected error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc,
-                  exc_info=bool(args and args.verbose))
-        code = ExitCode.PARTIAL if report is not None and report.changed else ExitCode.UNEXPECTED
-        return code
+        calls = run_check(org, settings, report) if settings.check else run(org, settings, report, stop)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one place errors become exit codes
+        error = exc
+        if not isinstance(exc, (TransferCallError, KeyboardInterrupt)):
+            log.debug("unexpected error", exc_info=True)
     finally:
         stop.preparing = False  # a signal now must not interrupt the clean-up
+        if ran:
+            code, message, is_error = exit_decision(
+                calls, stop, error, changed=report is not None and report.changed,
+                following=bool(args and args.follow), tally=report.tally() if report is not None else "")
+            if code == ExitCode.NO_LIVE_CALL:  # "no call to move" is an outcome, not an error: -q silences it
+                log.info("%s", message)
+            elif message:
+                log.error("%s%s%s", "error: " if is_error else "", message,
+                          " (run with -v for the traceback)" if message.startswith("unexpected error") else "")
         if org is not None:
             org.close()
-        if args.json if args is not None else json_asked:  # the run's last stdout line, whatever happened
-            (report or Report(True, stop=stop)).end(code, said[-1] if said else None)
+        if ran and (args.json if args is not None else json_asked):
+            (report or Report(True, stop=stop)).end(code, message)  # the run's last stdout line, whatever happened
         if report is not None:
             report.close()
         starting = globals().get("stopped_while_starting")  # defined when run as a script
         for number, previous in handlers.items():  # not the start-up handler: the run is over, its code stands
             signal.signal(number, signal.SIG_IGN if starting is not None and previous is starting else previous)
+    return code
 
 
 if __name__ == "__main__":

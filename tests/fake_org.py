@@ -23,6 +23,9 @@ Faults (`org.inject`) and scripted events (`org.when`) are matched before a requ
 fault with process=True is handled for real first, so its answer is lost (a 5xx, a dropped
 connection, a hang, a body that cannot be decoded) while its effect stands. Timed events
 (`org.at`) happen in time order with delayed transfers, at the first request after their moment.
+A request hold (`org.hold_requests`) keeps matching requests on their way in, unhandled, until the
+test releases them, while the org answers every other request: a worker in the middle of its call,
+a run kept busy. (`org.hold(conversation_id)` is another thing: an agent putting the call on hold.)
 """
 
 from __future__ import annotations
@@ -182,6 +185,31 @@ class Rule:
         return (self.times is None or self.times > 0) and self.method == method and bool(self.pattern.search(path))
 
 
+@dataclasses.dataclass
+class RequestHold:
+    """Matching requests held on their way in, `times` of them (None = all), until release() or `timeout` s.
+
+    A held request has not reached the org yet: it is neither recorded nor handled while held, and
+    the org's lock is not taken, so every other request goes on meanwhile. `arrived` is set when
+    the first one comes; `held` counts them.
+    """
+
+    method: str
+    pattern: re.Pattern[str]
+    times: int | None
+    timeout: float
+    arrived: threading.Event = dataclasses.field(default_factory=threading.Event)
+    released: threading.Event = dataclasses.field(default_factory=threading.Event)
+    held: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.times is None or self.times > 0) and self.method == method and bool(self.pattern.search(path))
+
+    def release(self) -> None:
+        """Let the held requests (and any later matching one) through."""
+        self.released.set()
+
+
 class FakeOrg:
     """A small stateful Genesys Cloud org: queues, users, conversations, tokens, limits and faults."""
 
@@ -224,6 +252,7 @@ class FakeOrg:
         self._pending: list[tuple[float, dict[str, Any], dict[str, Any] | None]] = []
         self._timed: list[tuple[float, Callable[[FakeOrg], None]]] = []  # org.at: (when, action)
         self._rules: list[Rule] = []
+        self._holds: list[RequestHold] = []
         self._calls_by_token: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
         # --- the Notifications API (channels, subscriptions, WebSocket events; see serve) ---
         self.channels: dict[str, dict[str, Any]] = {}  # id → topics, expires (monotonic), its socket's outbox
@@ -486,11 +515,42 @@ class FakeOrg:
         with self.lock:
             self._timed.append((time.monotonic() + seconds, action))
 
+    def hold_requests(self, method: str, path: str, *, times: int | None = 1, timeout: float = 10.0,
+                      until: threading.Event | None = None) -> RequestHold:
+        """RequestHold matching requests before they reach the org, until hold.release() (or `timeout` s, a safety net).
+
+        As a slow network would: the request is handled only once let through, while every other
+        request is answered as usual (a worker stays in the middle of its call; a run stays busy).
+        Unlike `when`, which runs under the org's lock, a hold stops nothing else. `until`: let
+        them through once that event is set too, such as another hold's `arrived` (this request
+        waits until that one has come).
+        """
+        hold = RequestHold(method, re.compile(path), times, timeout)
+        if until is not None:
+            threading.Thread(target=lambda: until.wait(timeout) and hold.release(), daemon=True).start()
+        with self.lock:
+            self._holds.append(hold)
+        return hold
+
+    def _wait_if_held(self, method: str, path: str) -> None:
+        with self.lock:
+            hold = next((h for h in self._holds if h.matches(method, path)), None)
+            if hold is None:
+                return
+            if hold.times is not None:
+                hold.times -= 1
+            hold.held += 1
+        hold.arrived.set()
+        hold.released.wait(hold.timeout)
+
     def clear_faults(self) -> None:
-        """Drop every fault, scripted event and timed event not yet used up: the org behaves normally again."""
+        """Drop every fault, scripted event, timed event and hold not yet used up: the org behaves normally again."""
         with self.lock:
             self._rules.clear()
             self._timed.clear()
+            for hold in self._holds:
+                hold.release()
+            self._holds.clear()
 
     # --- what tests look at ------------------------------------------------------------
 
@@ -567,6 +627,7 @@ class FakeOrg:
     def respond(self, method: str, raw_path: str, headers: dict[str, str], content: bytes) -> Reply:
         parts = urllib.parse.urlsplit(raw_path)
         path, query = parts.path, dict(urllib.parse.parse_qsl(parts.query))
+        self._wait_if_held(method, path)  # org.hold_requests: not yet arrived, outside the lock
         with self.lock:
             body = self._parse_body(headers, content)
             self.requests.append({"method": method, "path": path, "query": query, "body": body, "at": time.monotonic(),
