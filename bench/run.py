@@ -222,7 +222,7 @@ BULK_RUNS = (  # (key, label, argv, whether the injected latency is scaled with 
                                                            "50", "--yes", "-q"], True),
 )
 # Requests a call needs at the least, which bounds calls a minute to the limit divided by it.
-FLOOR_REQUESTS = {"routing": 2, "attributes": 3, "in_place": 1}
+FLOOR_REQUESTS = {"routing": 2, "attributes": 3, "in_place": 2}  # in place: read live, then the PATCH
 
 
 def bench_bulk(calls: int, latency: float, scale: float) -> dict[str, float]:
@@ -499,7 +499,8 @@ def main() -> None:
               f" {bulk[f'{key}_requests'] / done:14.2f} {bulk[f'{key}_429']:6.0f} {bulk[f'{key}_twice']:6.0f}"
               f" {bulk[f'{key}_moved']:5.0f}")
     print(f"   bounds: {RATE_LIMIT // 2} calls/min moved and re-prioritised (2 requests each: the transfer and the "
-          f"PATCH), {RATE_LIMIT // 3} with participant data too (3), {RATE_LIMIT} changed in place (1); "
+          f"PATCH), {RATE_LIMIT // 3} with participant data too (3), {RATE_LIMIT // 2} changed in place (2: read "
+          "live, then the PATCH); "
           "\"twice\": moved or changed twice")
     print("\n4. peak memory (max RSS)                ×(single-call SDK script)")
     print(f"   transfer_call.py, one call          {single['script_rss'] / single['sdk_rss']:9.2f}")
