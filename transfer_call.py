@@ -78,6 +78,7 @@ import math
 import random
 import re
 import signal
+import textwrap
 import threading
 import time
 import types
@@ -89,6 +90,9 @@ if TYPE_CHECKING:  # imported where used: --help and configuration errors must a
     import httpx
 
 __version__ = "1.1.0"
+__all__ = ["ExitCode", "TransferCallError", "Settings", "Plan", "Call", "Org", "make_org", "authenticate",
+           "find_call", "find_agent_call", "find_caller_call", "select_calls", "transfer", "wait_for_transfer",
+           "change_routing", "send_calls", "run", "exit_decision", "parse_args", "resolve_settings", "main"]
 
 log = logging.getLogger("transfer_call")
 
@@ -202,38 +206,35 @@ WHERE_TO = (("--queue-id", "queue_id", "TARGET_QUEUE_ID"), ("--queue-name", "que
 
 
 class ExitCode(enum.IntEnum):
-    OK = 0
-    UNEXPECTED = 1
-    USAGE = 2
-    AUTH = 3
-    NO_LIVE_CALL = 4
-    REFUSED = 5
-    UNAVAILABLE = 6
-    BUSY = 7
-    PARTIAL = 8
-    HANGUP = 129        # 128 + the signal's number, as shells report a process a signal ended
-    INTERRUPTED = 130
-    TERMINATED = 143
+    """The run's exit codes, each with what it means and whether to retry (EXIT_CODE_HELP, the README's table)."""
+
+    def __new__(cls, code: int, meaning: str, retry: str) -> ExitCode:
+        member = int.__new__(cls, code)
+        member._value_, member.meaning, member.retry = code, meaning, retry
+        return member
+
+    OK = 0, ("done: moved and verified, changed in place, nothing needed, the dry-run plan found, the calls listed, "
+             "or a --follow window ran to its end"), ""
+    UNEXPECTED = 1, "unexpected error", "no; report it, rerun with -v for the traceback"
+    USAGE = 2, ("usage or configuration error, or a named queue, user, skill or language that does not exist"), \
+        "no; fix it"
+    AUTH = 3, "authentication failed or permission denied", "no; fix the client or its role"
+    NO_LIVE_CALL = 4, "no live call to act on: none found, or it ended or was answered first", "no"
+    REFUSED = 5, "refused by Genesys Cloud", "no; read the message"
+    UNAVAILABLE = 6, ("Genesys Cloud unreachable or unavailable, rate limited past the budget, or an earlier "
+                      "transfer of the call still pending"), "yes, later"
+    BUSY = 7, "another run on this machine is acting on these calls", "yes, once it has finished"
+    PARTIAL = 8, ("partly done: something was changed (or may have been) but not all of it was done or confirmed; "
+                  "read the result lines"), "yes: a rerun acts only on what is left"
+    # 128 + the signal's number, as shells report a process a signal ended
+    HANGUP = 129, "stopped by SIGHUP (terminal closed) before anything was changed", "yes"
+    INTERRUPTED = 130, "stopped by SIGINT (Ctrl-C) before anything was changed", "yes"
+    TERMINATED = 143, "stopped by SIGTERM (kill, a timeout) before anything was changed", "yes"
 
 
-EXIT_CODE_HELP = """\
-exit codes (retry?): 0 and 8 say something was changed; every other code says nothing was
-  0    done: moved and verified, changed in place, nothing needed, the dry-run plan found, the calls
-       listed, or a --follow window ran to its end
-  1    unexpected error (no; report it, rerun with -v for the traceback)
-  2    usage or configuration error, or a named queue, user, skill or language that does not exist
-       (no; fix it)
-  3    authentication failed or permission denied (no; fix the client or its role)
-  4    no live call to act on: none found, or it ended or was answered first (no)
-  5    refused by Genesys Cloud (no; read the message)
-  6    Genesys Cloud unreachable or unavailable, rate limited past the budget, or an earlier transfer
-       of the call still pending (yes, later)
-  7    another run on this machine is acting on these calls (yes, once it has finished)
-  8    partly done: something was changed (or may have been) but not all of it was done or
-       confirmed; read the result lines (yes: a rerun acts only on what is left)
-  129  stopped by SIGHUP (terminal closed) before anything was changed (yes)
-  130  stopped by SIGINT (Ctrl-C) before anything was changed (yes)
-  143  stopped by SIGTERM (kill, a timeout) before anything was changed (yes)"""
+EXIT_CODE_HELP = "exit codes (retry?): 0 and 8 say something was changed; every other code says nothing was\n" + \
+    "\n".join(textwrap.fill(f"{code.meaning}" + (f" ({code.retry})" if code.retry else ""), 100,
+                           initial_indent=f"  {int(code):<5}", subsequent_indent=" " * 7) for code in ExitCode)
 
 
 # --- exceptions: library code raises these; only main() turns them into exit codes --------
@@ -3317,6 +3318,8 @@ class Follow:
                     self.hints.put((self.topics[topic], message["eventBody"]))
 
 
+# --- steps and the runner: the requests for a call, sending them paced, verifying, the exit code ---
+
 def plan_requests(call: Call) -> list[str]:
     """The requests a call's plan sends, in order, as a dry run prints them."""
     def request(operation: str, body: Any, **path: str) -> str:
@@ -3741,46 +3744,6 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     return calls
 
 
-def exit_status(calls: list[Call], stop: Stop) -> tuple[int, str | None]:
-    """The run's exit code from its calls' outcomes, and the error line that explains it (None: nothing to say).
-
-    0 when every call is done; 8 when something was (or may have been) changed but not all was
-    done or confirmed; otherwise nothing was changed, and the code is the cause's: the signal,
-    the error that halted the run, or the calls' first error.
-    """
-    unfinished = [c for c in calls if not c.done]
-    changed = any(c.changed for c in calls)
-    gone = [c for c in calls if isinstance(c.error, NoLiveCall)]
-    if not unfinished and stop.error is not None:  # every call done, but the run could not keep its record
-        return (ExitCode.PARTIAL if changed else stop.error.exit_code), f"the run stopped early: {stop.error}"
-    if not unfinished:
-        if calls and len(gone) == len(calls) and not changed:  # the one call (or every call) was gone
-            return ExitCode.NO_LIVE_CALL, str(gone[0].error)
-        return ExitCode.OK, None
-    first = next((c for c in unfinished if c.error is not None or c.reason), unfinished[0])
-    if len(calls) == 1 and first.moved == "yes" and first.routing == "failed":
-        detail = (f"conversation {first.conversation_id} moved to queue {first.queue_name or first.queue_id}"
-                  f"{' and was verified there' if first.verified else ''}, but its "
-                  f"{' and '.join(ROUTING_FIELDS[key] for key in first.plan.routing)} did not change: "
-                  f"{first.routing_reason}")
-    elif len(calls) == 1:
-        detail = f"conversation {first.conversation_id} {first.status}: {first.reason or first.error}"
-    else:
-        kinds = collections.Counter("moved, not confirmed" if c.moved == "yes" else c.status for c in unfinished)
-        detail = (f"{plural(len(unfinished), 'call')} not done ({', '.join(f'{n} {kind}' for kind, n in kinds.items())}"
-                  f"; see the result lines)" + (f"; the run stopped early: {stop.error}" if stop.error else ""))
-    if changed:
-        unrouted = sum(1 for c in calls if c.moved == "yes" and c.routing == "failed")
-        return ExitCode.PARTIAL, f"{detail}; something was changed: " + (
-            f"{plural(unrouted, 'call')} moved without the routing change: to set it where they wait and act on the "
-            "rest, run --conversations-file on this run's result lines with the same target and routing flags"
-            if unrouted else "a rerun of the same command, or on this run's result lines, acts only on what is left")
-    if stop.signalled:
-        return stop.exit_code, None
-    cause = stop.error or first.error
-    return (cause.exit_code if cause else ExitCode.REFUSED), detail
-
-
 # --- preflight: --check ------------------------------------------------------------------------
 
 NIL_ID = "00000000-0000-4000-8000-000000000000"  # no conversation, queue or user has this id
@@ -3998,6 +3961,46 @@ def open_output(path: str | None) -> Any:
         return open(path, "a", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"cannot open --output {path}: {exc.strerror}; fix the path or its permissions") from None
+
+
+def exit_status(calls: list[Call], stop: Stop) -> tuple[int, str | None]:
+    """The run's exit code from its calls' outcomes, and the error line that explains it (None: nothing to say).
+
+    0 when every call is done; 8 when something was (or may have been) changed but not all was
+    done or confirmed; otherwise nothing was changed, and the code is the cause's: the signal,
+    the error that halted the run, or the calls' first error.
+    """
+    unfinished = [c for c in calls if not c.done]
+    changed = any(c.changed for c in calls)
+    gone = [c for c in calls if isinstance(c.error, NoLiveCall)]
+    if not unfinished and stop.error is not None:  # every call done, but the run could not keep its record
+        return (ExitCode.PARTIAL if changed else stop.error.exit_code), f"the run stopped early: {stop.error}"
+    if not unfinished:
+        if calls and len(gone) == len(calls) and not changed:  # the one call (or every call) was gone
+            return ExitCode.NO_LIVE_CALL, str(gone[0].error)
+        return ExitCode.OK, None
+    first = next((c for c in unfinished if c.error is not None or c.reason), unfinished[0])
+    if len(calls) == 1 and first.moved == "yes" and first.routing == "failed":
+        detail = (f"conversation {first.conversation_id} moved to queue {first.queue_name or first.queue_id}"
+                  f"{' and was verified there' if first.verified else ''}, but its "
+                  f"{' and '.join(ROUTING_FIELDS[key] for key in first.plan.routing)} did not change: "
+                  f"{first.routing_reason}")
+    elif len(calls) == 1:
+        detail = f"conversation {first.conversation_id} {first.status}: {first.reason or first.error}"
+    else:
+        kinds = collections.Counter("moved, not confirmed" if c.moved == "yes" else c.status for c in unfinished)
+        detail = (f"{plural(len(unfinished), 'call')} not done ({', '.join(f'{n} {kind}' for kind, n in kinds.items())}"
+                  f"; see the result lines)" + (f"; the run stopped early: {stop.error}" if stop.error else ""))
+    if changed:
+        unrouted = sum(1 for c in calls if c.moved == "yes" and c.routing == "failed")
+        return ExitCode.PARTIAL, f"{detail}; something was changed: " + (
+            f"{plural(unrouted, 'call')} moved without the routing change: to set it where they wait and act on the "
+            "rest, run --conversations-file on this run's result lines with the same target and routing flags"
+            if unrouted else "a rerun of the same command, or on this run's result lines, acts only on what is left")
+    if stop.signalled:
+        return stop.exit_code, None
+    cause = stop.error or first.error
+    return (cause.exit_code if cause else ExitCode.REFUSED), detail
 
 
 def exit_decision(calls: list[Call] | None, stop: Stop, error: BaseException | None, *, changed: bool,

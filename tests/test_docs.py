@@ -95,3 +95,13 @@ def test_uv_runs_the_script_with_no_venv(tmp_path) -> None:
                           text=True, timeout=600, cwd=tmp_path, env={**os.environ, "UV_CACHE_DIR": str(tmp_path / "uv")})
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: transfer_call.py")
+
+
+def test_the_readme_exit_table_gives_the_retry_advice_of_the_exit_code_table() -> None:
+    """ExitCode's rows make --help's table; the README's table says the same "retry?" for each code."""
+    table = README.split("\n| exit | meaning | retry? |\n", 1)[1].split("\n\n", 1)[0]
+    rows = dict(re.findall(r"^\| (\d+) \| .+ \| (.+) \|$", table, re.MULTILINE))
+    for code in transfer_call.ExitCode:
+        advice = re.match(r"(yes|no|-)", rows[str(int(code))]).group(1)
+        assert advice == (code.retry.split(",")[0].split(";")[0].split(":")[0] or "-"), code
+        assert f"  {int(code):<5}{code.meaning[:40]}" in transfer_call.EXIT_CODE_HELP, code
