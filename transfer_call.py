@@ -162,11 +162,11 @@ OPERATIONS = {
         "PUT", "/api/v2/notifications/channels/{channelId}/subscriptions", "ChannelTopicEntityListing", "read"),
 }
 # What a command can name, by id or by name: kind -> (read one, its id's path parameter, list by
-# name, whether only active ones count: a call cannot be routed on an inactive skill or language).
-NAMED = {"queue": ("get_routing_queue", "queueId", "get_routing_queues", False),
-         "skill": ("get_routing_skill", "skillId", "get_routing_skills", True),
-         "language": ("get_routing_language", "languageId", "get_routing_languages", True)}
-ROUTING_FIELDS = {"priority": "priority", "skillIds": "skills", "languageId": "language"}  # body key -> words
+# name, whether only active ones count: a call cannot be routed on an inactive skill or language,
+# the permission the listing needs).
+NAMED = {"queue": ("get_routing_queue", "queueId", "get_routing_queues", False, "routing:queue:view"),
+         "skill": ("get_routing_skill", "skillId", "get_routing_skills", True, "routing:skill:view"),
+         "language": ("get_routing_language", "languageId", "get_routing_languages", True, None)}
 DONE_EARLIER = "done in the earlier run"  # the reason of a call a rerun on result lines finds done: not a fact
 MEDIA = ("voice", "callback")  # what --media may name: a voice call, or a callback waiting in a queue
 # Where each kind of stdout line goes: only result lines reach --output files, which are read back as result lines.
@@ -179,6 +179,60 @@ UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 SDK_EXPORT = re.compile(r"^from \.([\w.]+) import (\w+)\s*$", re.MULTILINE)  # the SDK's __init__ lines
 EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 CHANNEL_ID = re.compile(r"(/notifications/channels/)[^/]+")  # a channel's id opens its socket: never logged
+
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutingField:
+    """A value a command can set on a waiting call: a key of RoutingConversationAttributesRequest, and its flags."""
+
+    key: str                            # the body key (skillIds)
+    flag: str                           # the flag that sets it (--skill)
+    metavar: str
+    help: str
+    words: str                          # how messages name it (skills)
+    shown: Callable[[Any], Any]         # its value in conversationRoutingData, or in the PATCH's answer
+    clear: str | None = None            # the flag that removes it (--no-skills): () or "" is sent
+    clear_help: str = ""
+    named: str | None = None            # a kind of NAMED: each value is a name or id, sent as its id
+    many: bool = False                  # the flag repeats: the complete new set
+    parse: Callable[[str], Any] = str.strip   # the value to send from the text given, or ValueError
+    invalid: str = ""                   # what a value parse refuses must be
+    unset: Any = "-"                    # how --list shows it when the call has none
+
+
+def parse_priority(text: str) -> int:
+    value = int(text)  # a ValueError for what is no whole number
+    if not -PRIORITY_LIMIT <= value <= PRIORITY_LIMIT:
+        raise ValueError(value)
+    return value
+
+
+# What --priority, --skill and --language set (each a row: its flags, settings, plan, --list, --check and
+# confirmation all come from here). The PATCH sends only the keys given.
+ROUTING = (
+    RoutingField("priority", "--priority", "N", "routing priority, -25000000 to 25000000; a point counts as a "
+                 "minute of waiting, 0 resets", "priority", lambda data: data.priority, parse=parse_priority,
+                 invalid=f"must be a whole number from -{PRIORITY_LIMIT:,} to {PRIORITY_LIMIT:,} (one point is a "
+                 "minute of waiting; 0 resets)", unset=0),
+    RoutingField("skillIds", "--skill", "NAME_OR_ID", "required skill, repeatable: the complete new set (names "
+                 "ignore case)", "skills", lambda data: [skill.id for skill in data.skills or []],
+                 clear="--no-skills", clear_help="remove every skill requirement", named="skill", many=True),
+    RoutingField("languageId", "--language", "NAME_OR_ID", "required language (a name ignores case)", "language",
+                 lambda data: data.language.id if data.language else "", clear="--no-language",
+                 clear_help="remove the language requirement", named="language"),
+)
+
+
+def routing_flags(last: str = "or") -> str:
+    """--priority, --skill, --language or --attribute: the flags that change how a call routes, in words."""
+    return ", ".join(field.flag for field in ROUTING) + f" {last} --attribute"
+
+
+def dest(flag: str) -> str:
+    """argparse's attribute for a flag: --no-skills -> no_skills."""
+    return flag.lstrip("-").replace("-", "_")
+
 
 ENV_VARS = {
     "GENESYS_CLIENT_ID": "OAuth client id (client credentials grant)",
@@ -379,9 +433,7 @@ class Settings:
     timeout: float = DEFAULT_TIMEOUT
     check: bool = False
     output_json: bool = False
-    priority: int | None = None
-    skills: tuple[str, ...] | None = None   # names or ids as given; () removes every skill requirement
-    language: str | None = None             # name or id as given; "" removes the language requirement
+    routing: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # ROUTING key -> as given (names, ids)
     attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
@@ -401,7 +453,7 @@ class Settings:
 
     @property
     def changes_routing(self) -> bool:
-        return self.priority is not None or self.skills is not None or self.language is not None
+        return bool(self.routing)
 
 
 def read_env_file(path: str | None) -> dict[str, str]:
@@ -570,11 +622,11 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
             problems.append("--undo moves each call back to the queue it came from: drop --queue-id / --queue-name")
         where = {}
     values = {attr: value for attr, (value, _) in {**which, **where}.items()}
-    priority, skills, language = routing_settings(args, problems)
+    routing = routing_settings(args, problems)
     attributes = parse_attributes(args.attribute or [], problems)
     # What was asked, even when malformed (already a problem): not also "say where to move it".
-    changes_routing = args.priority is not None or args.skill or args.no_skills or args.language is not None \
-        or args.no_language
+    changes_routing = any(getattr(args, dest(field.flag)) is not None or field.clear and getattr(args, dest(field.clear))
+                          for field in ROUTING)
     attributes_asked = bool(args.attribute)
     # --check needs neither: it probes what the chosen mode needs, or everything when none is chosen.
     if not which and not args.check:
@@ -583,18 +635,17 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     if not where and not args.check and not args.list and not (changes_routing or attributes_asked) and \
             "undo" not in which:
         problems.append("say where to move it: --queue-id or --queue-name (or, to change calls where they wait: "
-                        "--priority, --skill, --language or --attribute)")
+                        f"{routing_flags()})")
     if where and not args.check and (changes_routing or attributes_asked) and not any(
             label.startswith("--") for _, label in where.values()):
         names = " / ".join(label for _, label in where.values())
         where_set = "the environment" if environ.get(next(iter(where.values()))[1]) else env_file
-        problems.append(f"{names} is set in {where_set}: with --priority, --skill, --language or --attribute say on "
-                        "the command line whether the calls move (--queue-id / --queue-name) or change where they "
-                        "wait (unset it)")
+        problems.append(f"{names} is set in {where_set}: with {routing_flags()} say on the command line whether "
+                        "the calls move (--queue-id / --queue-name) or change where they wait (unset it)")
     if not where and not args.check and ("user_id" in values or "user_email" in values) and (
             changes_routing or attributes_asked):
-        problems.append("without a target queue, --priority, --skill, --language and --attribute change calls "
-                        "waiting in a queue, not an agent's call: give --conversation-id or --from-queue")
+        problems.append(f"without a target queue, {routing_flags('and')} change calls waiting in a queue, not an "
+                        "agent's call: give --conversation-id or --from-queue")
     for attr in ("user_id", "conversation_id", "queue_id"):
         if attr in values and not is_uuid(values[attr]):
             label = {**which, **where}[attr][1]
@@ -647,7 +698,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     timeout = seconds("--timeout", args.timeout, "GENESYS_TIMEOUT", DEFAULT_TIMEOUT, 0.1)
     wait = seconds("--wait", args.wait, None, DEFAULT_WAIT, 0)
     if wait == 0 and (where or "undo" in which) and changes_routing:
-        problems.append("--wait 0 cannot go with --priority, --skill or --language on a move: the routing change "
+        problems.append(f"--wait 0 cannot go with {' or '.join(field.flag for field in ROUTING)} on a move: the "
+                        "routing change "
                         "needs the call seen waiting in the target queue first")
     if args.limit is not None and args.limit < 1:
         problems.append("--limit must be at least 1")
@@ -667,7 +719,7 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
                     limit=args.limit, yes=args.yes, concurrency=args.concurrency, dry_run=args.dry_run,
                     list_calls=args.list,
                     wait=wait, retry_budget=retry_budget, timeout=timeout, output_json=args.json, check=args.check,
-                    priority=priority, skills=skills, language=language, attributes=attributes, caller=caller,
+                    routing=routing, attributes=attributes, caller=caller,
                     listed=listed, undo="undo" in values, source=source, waiting_over=waiting_over, media=media,
                     output=args.output, follow=follow)
 
@@ -772,7 +824,7 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
             continue  # a rerun's pointer to an earlier line; for an undo, anything but a move (or one that may be)
         conversation_id = ids[0].lower()
         listed.pop(conversation_id, None)  # the last line of a call counts, and its place in the list
-        values = {key: record[key] for key in ROUTING_FIELDS if key in record}
+        values = {field.key: record[field.key] for field in ROUTING if field.key in record}
         listed[conversation_id] = Listed(conversation_id, number, record.get("status"), record.get("routing"),
                                          *(i and i.lower() for i in ids[1:]), values, record.get("undo") is True,
                                          record.get("mediaType") if record.get("mediaType") in MEDIA else None,
@@ -791,37 +843,28 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
     return tuple(listed.values())
 
 
-def routing_settings(args: argparse.Namespace, problems: list[str]) -> tuple[int | None, tuple[str, ...] | None,
-                                                                             str | None]:
-    """(priority, skills, language) from their flags; None for each one not given."""
-    priority = None
-    if args.priority is not None:
-        try:
-            priority = int(args.priority)
-            if not -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT:
-                raise ValueError
-        except ValueError:
-            problems.append(f"--priority {args.priority!r} must be a whole number from -{PRIORITY_LIMIT:,} to "
-                            f"{PRIORITY_LIMIT:,} (one point is a minute of waiting; 0 resets)")
-    skills = None
-    if args.skill and args.no_skills:
-        problems.append("give --skill or --no-skills, not both")
-    elif args.skill:
-        skills = tuple(dict.fromkeys(skill.strip() for skill in args.skill))
-        if "" in skills:
-            problems.append("--skill is empty")
-    elif args.no_skills:
-        skills = ()
-    language = None
-    if args.language is not None and args.no_language:
-        problems.append("give --language or --no-language, not both")
-    elif args.language is not None:
-        language = args.language.strip()
-        if not language:
-            problems.append("--language is empty (to remove the language requirement: --no-language)")
-    elif args.no_language:
-        language = ""
-    return priority, skills, language
+def routing_settings(args: argparse.Namespace, problems: list[str]) -> dict[str, Any]:
+    """ROUTING key -> the value its flags give (names or ids as given; () or "" removes it), for each row given."""
+    routing = {}
+    for field in ROUTING:
+        given, cleared = getattr(args, dest(field.flag)), field.clear and getattr(args, dest(field.clear))
+        if given is not None and cleared:
+            problems.append(f"give {field.flag} or {field.clear}, not both")
+        elif cleared:
+            routing[field.key] = () if field.many else ""
+        elif given is not None:
+            values = [text.strip() for text in (given if field.many else [given])]
+            if "" in values and field.parse is str.strip:
+                problems.append(f"{field.flag} is empty" + (f" (to remove the {field.words} requirement: "
+                                                            f"{field.clear})" if field.clear and not field.many else ""))
+                continue
+            try:
+                parsed = [field.parse(text) for text in values]
+            except ValueError:
+                problems.append(f"{field.flag} {given!r} {field.invalid}")
+                continue
+            routing[field.key] = tuple(dict.fromkeys(parsed)) if field.many else parsed[0]
+    return routing
 
 
 def parse_attributes(pairs: list[str], problems: list[str]) -> dict[str, str]:
@@ -2266,7 +2309,7 @@ def resolve_named(org: Org, kind: str, value: str) -> Any:
     start with it; languages: unverified), and may list inactive and deleted skills and languages,
     so the comparison and the state check are ours.
     """
-    read_one, id_parameter, listing, active_only = NAMED[kind]
+    read_one, id_parameter, listing, active_only, _ = NAMED[kind]
     active = "active " if active_only else ""
     visible = "visible to this OAuth client; check the {}, and the divisions granted to the client's role"
     if is_uuid(value):
@@ -2614,15 +2657,14 @@ def make_plan(org: Org, settings: Settings) -> Plan:
         target = resolved(lambda: queue_to_use(org, settings.queue_id, settings.queue_name,
                                                settings.read_only or settings.check or not settings.single)) or target
     routing: dict[str, Any] = {}
-    if settings.priority is not None:
-        routing["priority"] = settings.priority
-    if settings.skills is not None:
-        ids = [getattr(resolved(functools.partial(resolve_named, org, "skill", name)), "id", None)
-               for name in settings.skills]
-        routing["skillIds"] = list(dict.fromkeys(ids))  # a skill named twice (by name and id) counts once
-    if settings.language is not None:
-        routing["languageId"] = settings.language and getattr(resolved(
-            lambda: resolve_named(org, "language", settings.language)), "id", None)
+    for field in ROUTING:
+        given = settings.routing.get(field.key)
+        if given is None or not field.named:
+            routing.update({} if given is None else {field.key: list(given) if field.many else given})
+            continue
+        ids = [getattr(resolved(functools.partial(resolve_named, org, field.named, name)), "id", None)
+               for name in (given if field.many else [given] if given else [])]
+        routing[field.key] = list(dict.fromkeys(ids)) if field.many else ids[0] if ids else ""  # "" removes it
     if problems:
         raise UsageError("; ".join(problems))
     return Plan(*target, in_place=settings.in_place and not settings.list_calls, routing=routing, attributes=dict(settings.attributes),
@@ -2928,10 +2970,12 @@ def describe_call(conversation: Any, call: Call, names: Names) -> dict[str, Any]
         record.update(queueId=waiting.queue_id, queueName=names("queue", waiting.queue_id, waiting.queue_name),
                       scheduled=is_scheduled(waiting) or None,
                       waitingSeconds=round((dt.datetime.now(dt.timezone.utc) - since).total_seconds()) if since and
-                      not is_scheduled(waiting) else None,
-                      priority=data.priority if data else None,
-                      skills=[names("skill", s.id) for s in data.skills or []] if data else None,
-                      language=names("language", data.language.id) if data and data.language else None)
+                      not is_scheduled(waiting) else None)
+        for field in ROUTING if data else ():  # by name where the row names things: skills, language
+            shown = field.shown(data)
+            if field.named and shown:
+                shown = [names(field.named, value) for value in shown] if field.many else names(field.named, shown)
+            record[field.words] = None if shown in ("", None) else shown
     elif agent is not None:
         record.update(userId=agent.user_id, userName=names("user", agent.user_id),
                       queueId=agent.queue_id, queueName=names("queue", agent.queue_id, agent.queue_name))
@@ -2949,9 +2993,9 @@ def format_listed(record: Mapping[str, Any], as_json: bool) -> str:
         state = "scheduled" if record.get("scheduled") else "waiting"
         waited = f" for {record['waitingSeconds']}s" if "waitingSeconds" in record else ""
         where = f"{state} in queue {record['queueName']}{waited}"
-        routing = [f"priority {record.get('priority', 0)}",
-                   f"skills {', '.join(record['skills']) or '-'}" if "skills" in record else "",
-                   f"language {record.get('language', '-')}"]
+        routing = [f"{field.words} {', '.join(record[field.words]) or '-'}" if field.many else
+                   f"{field.words} {record.get(field.words, field.unset)}" for field in ROUTING
+                   if not field.many or field.words in record]
         where += f" ({'; '.join(part for part in routing if part)})"
     else:
         where = "in no queue and with no agent"
@@ -3483,10 +3527,7 @@ def queue_routing_data(conversation: Any) -> Any | None:
 
 def routing_shows(data: Any, routing: Mapping[str, Any]) -> bool:
     """True when routing data (conversationRoutingData, or the PATCH's answer) holds every value asked for."""
-    shown = {"priority": data.priority, "skillIds": sorted(s.id for s in data.skills or []),
-             "languageId": data.language.id if data.language else ""}
-    asked = {**routing, **({"skillIds": sorted(routing["skillIds"])} if "skillIds" in routing else {})}
-    return all(shown[key] == value for key, value in asked.items())
+    return all(same_routing_value(field.shown(data), routing[field.key]) for field in ROUTING if field.key in routing)
 
 
 def why_not_waiting(org: Org, call: Call) -> str | None:
@@ -3778,10 +3819,12 @@ def check_permissions(org: Org, settings: Settings) -> tuple[list[dict[str, str]
         probes.append(("directory:user:view", "--user-email",
                        lambda: org.send("post_users_search", body=nobody)))
     if not mode_given or settings.changes_routing:
-        probes.append(("routing:conversation:edit", "--priority, --skill, --language", None))
-    if not mode_given or settings.skills:
-        probes.append(("routing:skill:view", "--skill by name",
-                       lambda: org.send("get_routing_skills", query={"pageSize": 1})))
+        probes.append(("routing:conversation:edit", ", ".join(field.flag for field in ROUTING), None))
+    for field in ROUTING:  # a name lookup that needs a permission of its own (languages need none)
+        permission = field.named and NAMED[field.named][4]
+        if permission and (not mode_given or settings.routing.get(field.key)):
+            probes.append((permission, f"{field.flag} by name",
+                           functools.partial(org.send, NAMED[field.named][2], query={"pageSize": 1})))
     if not mode_given or "callback" in settings.media:
         probes.append(("conversation:communication:blindTransfer", "moving callbacks waiting in a queue", None))
         probes.append(("conversation:callback:edit", "moving scheduled callbacks (not offered yet)", None))
@@ -3891,13 +3934,11 @@ the environment replaces the .env file the same way):
     target.add_argument("--queue-name", help="target queue, by name ignoring case (must be unique)")
     routing = parser.add_argument_group(
         "how the call routes (on the move to the target queue; without one, in place where it waits)")
-    routing.add_argument("--priority", metavar="N", help="routing priority, -25000000 to 25000000; a point counts as "
-                         "a minute of waiting, 0 resets")
-    routing.add_argument("--skill", action="append", metavar="NAME_OR_ID",
-                         help="required skill, repeatable: the complete new set (names ignore case)")
-    routing.add_argument("--no-skills", action="store_true", help="remove every skill requirement")
-    routing.add_argument("--language", metavar="NAME_OR_ID", help="required language (a name ignores case)")
-    routing.add_argument("--no-language", action="store_true", help="remove the language requirement")
+    for field in ROUTING:
+        routing.add_argument(field.flag, action="append" if field.many else "store", metavar=field.metavar,
+                             help=field.help)
+        if field.clear:
+            routing.add_argument(field.clear, action="store_true", help=field.clear_help)
     routing.add_argument("--attribute", action="append", metavar="KEY=VALUE",
                          help="participant data on the customer, repeatable (written before the move)")
     parser.add_argument("--dry-run", action="store_true", help="find everything and print the requests; change nothing")
@@ -3983,7 +4024,7 @@ def exit_status(calls: list[Call], stop: Stop) -> tuple[int, str | None]:
     if len(calls) == 1 and first.moved == "yes" and first.routing == "failed":
         detail = (f"conversation {first.conversation_id} moved to queue {first.queue_name or first.queue_id}"
                   f"{' and was verified there' if first.verified else ''}, but its "
-                  f"{' and '.join(ROUTING_FIELDS[key] for key in first.plan.routing)} did not change: "
+                  f"{' and '.join(f.words for f in ROUTING if f.key in first.plan.routing)} did not change: "
                   f"{first.routing_reason}")
     elif len(calls) == 1:
         detail = f"conversation {first.conversation_id} {first.status}: {first.reason or first.error}"

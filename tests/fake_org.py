@@ -75,7 +75,7 @@ TRANSFER_BODY_KEYS = {"transferType", "keepInternalMessageAlive", "queueId", "qu
 # the others (400) rather than pretend it applied them.
 ROUTING_BODY_KEYS = frozenset({"priority", "skillIds", "languageId",
                                "skillExpression", "labelId", "requestScoredAgents"})
-ROUTING_BODY_MODELLED = frozenset({"priority", "skillIds", "languageId"})
+ROUTING_BODY_MODELLED = frozenset({"priority", "skillIds", "languageId", "skillExpression"})
 PRIORITY_LIMIT = 25_000_000  # |priority| at most this, as the SDK model enforces
 RECENT_TRANSFERS = 20  # a conversation's recentTransfers keeps the last 20, as Genesys does
 # The error code of a routing PATCH on a call not waiting in a queue is unverified (expect 400 or
@@ -1133,7 +1133,7 @@ class FakeOrg:
             return self._error(400, "bad.request",
                                f"priority must be an integer from -{PRIORITY_LIMIT} to {PRIORITY_LIMIT}")
         if not isinstance(skill_ids, list) or not all(isinstance(s, str) for s in skill_ids) \
-                or not isinstance(language_id, str):
+                or not isinstance(language_id, str) or not isinstance(body.get("skillExpression", ""), str):
             return self._error(400, "bad.request", "skillIds must be a list of ids and languageId an id or \"\"")
         conversation = self.conversations.get(conversation_id)
         if conversation is None:
@@ -1155,12 +1155,18 @@ class FakeOrg:
             routing.pop("language", None)
             if language_id:
                 routing["language"] = ref(self.languages[language_id])
+        if body.get("skillExpression"):
+            routing["skillExpression"] = body["skillExpression"]
+        elif "skillExpression" in body:  # "" removes it
+            routing.pop("skillExpression", None)
         self.routing_changes.append({"conversationId": conversation_id, "body": copy.deepcopy(body)})
         self._changed(f"routing of {conversation_id} set: {json.dumps(body, sort_keys=True)}")
         answer: dict[str, Any] = {"priority": routing["priority"],
                                   "skills": [copy.deepcopy(self.skills[s["id"]]) for s in routing["skills"]]}
         if "language" in routing:
             answer["language"] = copy.deepcopy(self.languages[routing["language"]["id"]])
+        if "skillExpression" in routing:
+            answer["skillExpression"] = routing["skillExpression"]
         return self._json(answer)
 
     def _patch_attributes(self, conversation_id: str, participant_id: str, *, body: Any, **_: Any) -> Reply:
