@@ -13,7 +13,7 @@ import pytest
 
 import transfer_call
 from conftest import final_records, json_lines
-from fake_org import build_scenario
+from fake_org import ROUTING_BODY_MODELLED, build_scenario
 
 EXPRESSION = "Billing AND Spanish"
 
@@ -25,6 +25,12 @@ def with_skill_expression(monkeypatch: pytest.MonkeyPatch) -> None:
         lambda data: data.skill_expression or "", clear="--no-skill-expression",
         clear_help="remove the skill expression")
     monkeypatch.setattr(transfer_call, "ROUTING", (*transfer_call.ROUTING, row))
+
+
+def scenario_with_expressions():
+    scenario = build_scenario()
+    scenario.org.routing_modelled = ROUTING_BODY_MODELLED | {"skillExpression"}
+    return scenario
 
 
 def test_a_routing_row_brings_its_flags_help_and_settings(with_skill_expression, capsys) -> None:
@@ -49,7 +55,7 @@ def test_a_routing_row_brings_its_flags_help_and_settings(with_skill_expression,
 
 
 def test_a_routing_row_is_listed_checked_and_set_in_place(with_skill_expression, run_inprocess) -> None:
-    scenario = build_scenario()
+    scenario = scenario_with_expressions()
     org, call = scenario.org, scenario.waiting_call
 
     listed = run_inprocess(org, "--from-queue", "Support", "--list")
@@ -78,7 +84,7 @@ def test_a_routing_row_is_listed_checked_and_set_in_place(with_skill_expression,
 
 
 def test_a_routing_row_goes_with_a_move(with_skill_expression, run_inprocess) -> None:
-    scenario = build_scenario()
+    scenario = scenario_with_expressions()
     org, call = scenario.org, scenario.waiting_call
 
     moved = run_inprocess(org, "--conversation-id", call, "--queue-id", scenario.billing, "--skill-expression",
