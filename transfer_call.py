@@ -75,6 +75,7 @@ import importlib.util
 import json
 import logging
 import math
+import queue
 import random
 import re
 import signal
@@ -507,13 +508,13 @@ def check_base_url(url: str) -> str | None:
 
     The value is never quoted (a mistyped one may hold a password or a token): the problem names the part.
     """
-    parts = urllib.parse.urlsplit(url)
-    try:
-        hostname, _ = parts.hostname, parts.port  # a port that is not a number raises
+    try:  # urlsplit raises on some malformed hosts (quoting them whole), .port on a port that is not a number
+        parts = urllib.parse.urlsplit(url)
+        hostname, _ = parts.hostname, parts.port
     except ValueError:
-        hostname = None
-    if parts.scheme not in ("http", "https") or not hostname or "@" in url:
-        if "@" in url:
+        parts, hostname = urllib.parse.urlsplit(""), None
+    if parts.scheme not in ("http", "https") or not hostname or "@" in url or not url.isascii():
+        if "@" in url or "＠" in url:
             return ("GENESYS_API_HOST must not hold a user name or password (nor a token), and its scheme must be "
                     "https:// (mistyped?); give the host alone, such as https://api.mypurecloud.com")
         return ("GENESYS_API_HOST must be a URL such as https://api.mypurecloud.com: its scheme or host is missing "
@@ -791,6 +792,12 @@ def parse_result_line(text: str) -> dict[str, Any] | None:
             or (record["queueId"] if " in queue " in text.split(" (")[0] else None)}
 
 
+def sent_transfer(status: str | None, from_queue_id: str | None, queue_id: str | None) -> bool:
+    """A result line says its run sent a transfer: moved, or a move whose answer was lost (not an in-place change
+    whose answer was lost: that one has the same queue on both sides)."""
+    return status == "transferred" or status == "unknown" and from_queue_id != queue_id
+
+
 def same_routing_value(shown: Any, asked: Any) -> bool:
     """A routing value a record holds is the one asked for (skill ids in any order)."""
     return sorted(shown) == sorted(asked) if isinstance(asked, list) and isinstance(shown, list) else shown == asked
@@ -819,8 +826,8 @@ def read_listed(path: str, undo: bool, problems: list[str]) -> tuple[Listed, ...
         if not (isinstance(ids[0], str) and all(i is None or isinstance(i, str) and is_uuid(i) for i in ids)):
             bad.append(number)
             continue
-        if str(record.get("reason") or "").startswith(DONE_EARLIER) or undo and record.get("status") not in (
-                "transferred", "unknown"):
+        if str(record.get("reason") or "").startswith(DONE_EARLIER) or undo and not sent_transfer(
+                record.get("status"), ids[1], ids[2]):
             continue  # a rerun's pointer to an earlier line; for an undo, anything but a move (or one that may be)
         conversation_id = ids[0].lower()
         listed.pop(conversation_id, None)  # the last line of a call counts, and its place in the list
@@ -2013,6 +2020,8 @@ class Org:
         self.wait = settings.wait
         self._locks: list[Any] = []
         self._journal_days: set[dt.date] = set()
+        self._journal_read: dict[dt.date, tuple[int, int, dict[str, tuple[Any, ...]]]] = {}  # inode, offset, entries
+        self._journal_lock = threading.Lock()
 
     def send(self, operation: str, *, path: Mapping[str, str] | None = None,
              query: Mapping[str, Any] | None = None, body: Any = None) -> Any:
@@ -2091,7 +2100,7 @@ class Org:
                 break
             except OSError:
                 if attempt == (4 if shared else 0):
-                    holder = self._holders(handle)
+                    holder = " and ".join(self._holders(handle)) or "another run"
                     handle.close()
                     raise Busy(f"{holder} is acting on {what} in this org; wait for it to finish (or stop it), then "
                                "run again") from None
@@ -2105,9 +2114,9 @@ class Org:
         self._locks.append(handle)
 
     @staticmethod
-    def _holders(handle: Any) -> str:
+    def _holders(handle: Any) -> list[str]:
         """Who holds a lock, as its file says: the runs it names that are still alive (a holder writes right after it
-        takes the lock, so an empty file is read again for a moment)."""
+        takes the lock, so an empty file is read again for a moment); [] when it names none."""
         for _ in range(10):
             handle.seek(0)
             lines = [line for line in handle.read().splitlines() if line.strip()]
@@ -2123,34 +2132,39 @@ class Org:
                 except (OSError, ValueError):
                     pass
             if alive:
-                return " and ".join(alive)
+                return alive
             time.sleep(0.02)
-        return "another run"
+        return []
 
-    def claim(self, takes: set[str], pours: set[str], following: bool = False) -> dict[str, str]:
+    def claim(self, takes: set[str], pours: set[str], *, following: bool = False, one_call: bool = False,
+              in_place: bool = False) -> dict[str, str]:
         """Hold this run's shared locks on the queues it takes calls from and pours calls into, then name the queues
         where another run on this machine works the other way: queue id -> "<that run> is moving calls into" (or
         "is taking calls out of"). Calls moved there would be moved back, or moved on, by the other run.
 
         The locks are taken before either side looks, so of two runs started together at least one sees the other.
-        A queue this run both takes from and pours into (an undo of moves both ways) is not looked at.
+        A queue this run both takes from and pours into (an undo of moves both ways) is not looked at. A run on
+        `one_call` does not mind another one-call run (neither picks up more calls); a run changing calls
+        `in_place` takes none out, so it holds no "taken from" lock, and only looks.
         """
-        for queue_id in sorted(takes):
-            self.lock(f"calls taken from queue {queue_id}", shared="taking calls from it")
+        what = "one call" if one_call else "calls"
+        for queue_id in sorted(set() if in_place else takes):
+            self.lock(f"calls taken from queue {queue_id}", shared=f"taking {what} from it")
         for queue_id in sorted(pours):
             self.lock(f"calls poured into queue {queue_id}",
-                      shared="following calls into it" if following else "moving calls into it")
+                      shared="following calls into it" if following else f"moving {what} into it")
         busy = {}
         for family, queues, doing in (("calls poured into", takes - pours, "is moving calls into"),
                                       ("calls taken from", pours - takes, "is taking calls out of")):
             for queue_id in sorted(queues):
-                holder = self._holder(f"{family} queue {queue_id}")
+                holder = self._holder(f"{family} queue {queue_id}", ignore="one call" if one_call else None)
                 if holder:
                     busy[queue_id] = f"{holder} {doing}"
         return busy
 
-    def _holder(self, what: str) -> str | None:
-        """Who holds a lock on `what`, shared or alone (None: nobody), found by taking it alone for an instant."""
+    def _holder(self, what: str, ignore: str | None = None) -> str | None:
+        """Who holds a lock on `what`, shared or alone (None: nobody, or only runs whose line says `ignore`), found by
+        taking it alone for an instant."""
         try:
             import fcntl
         except ImportError:
@@ -2159,7 +2173,9 @@ class Org:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                return self._holders(handle)
+                holders = self._holders(handle)
+                minded = [line for line in holders if not (ignore and ignore in line)]
+                return " and ".join(minded) if minded else None if holders else "another run"
             fcntl.flock(handle, fcntl.LOCK_UN)
             return None
 
@@ -2174,9 +2190,10 @@ class Org:
         if call.scheduled:  # moved on its own leg, which stays live: the journal's rule does not apply
             return
         day = dt.datetime.now(dt.timezone.utc).date()
-        try:
-            if not self._journal_days:
+        if not self._journal_days:
+            with contextlib.suppress(OSError, UsageError):  # another run may be removing the same files
                 self._forget_old_journals()
+        try:
             with self._state_file(f"transfers {day}", "a", ".transfers") as journal:
                 journal.write(f"{call.journal_key} {time.time():.0f} {state} {boot_id()} {boot_clock():.0f}\n")
             self._journal_days.add(day)
@@ -2198,25 +2215,38 @@ class Org:
         clock since boot where the entry was written since this boot: a step of the wall clock
         (NTP, a manual change) neither ends nor stretches it.
         """
-        today, lines = dt.datetime.now(dt.timezone.utc).date(), []
+        today, last = dt.datetime.now(dt.timezone.utc).date(), {}
         for day in (today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)):  # the wall clock may step
-            try:
-                with self._state_file(f"transfers {day}", "r", ".transfers") as journal:
-                    lines += journal.read().splitlines()
-            except (OSError, UsageError):
-                pass
-        last = {}
-        for line in lines:  # conversation, leg, its start, when sent, state [, boot id, clock since boot]
-            fields = line.split(" ")
-            with contextlib.suppress(ValueError):
-                if len(fields) in (5, 7):  # the last line of a leg counts
-                    last[" ".join(fields[:3])] = (float(fields[3]), fields[4], *fields[5:])
+            last.update(self._journal_of(day))
         held = {}
         for key, (moment, state, *boot) in last.items():
             age = boot_clock() - float(boot[1]) if boot and boot[0] == boot_id() != "-" else time.time() - moment
             if state == "sent" and age < JOURNAL_WINDOW:
                 held[key] = moment
         return held
+
+    def _journal_of(self, day: dt.date) -> dict[str, tuple[Any, ...]]:
+        """The last entry of each leg in a day's journal; what was read before is kept, and only what was added
+        since is read (a run reads it right before each transfer)."""
+        with self._journal_lock:
+            try:
+                with self._state_file(f"transfers {day}", "r", ".transfers") as journal:
+                    size, inode = os.fstat(journal.fileno()).st_size, os.fstat(journal.fileno()).st_ino
+                    known, offset, entries = self._journal_read.get(day, (None, 0, {}))
+                    if known != inode or offset > size:  # a new file: read it whole
+                        offset, entries = 0, {}
+                    data = os.pread(journal.fileno(), size - offset, offset)
+            except (OSError, UsageError):
+                return {}
+            complete = data[:data.rfind(b"\n") + 1]  # a line being written is read next time
+            entries = dict(entries)
+            for line in complete.decode("utf-8", "replace").splitlines():
+                fields = line.split(" ")  # conversation, leg, its start, when sent, state [, boot id, clock since boot]
+                with contextlib.suppress(ValueError):
+                    if len(fields) in (5, 7):  # the last line of a leg counts
+                        entries[" ".join(fields[:3])] = (float(fields[3]), fields[4], *fields[5:])
+            self._journal_read[day] = (inode, offset + len(complete), entries)
+            return entries
 
     def _forget_old_journals(self) -> None:
         folder = self._state_folder()
@@ -2698,7 +2728,8 @@ def select_calls(org: Org, settings: Settings, plan: Plan, source: tuple[str, st
     journal = org.journal() if not settings.read_only else {}
     moving = [call for call in calls if source is None and not settings.read_only and not call.decided and call.move
               and call.from_queue_id and call.queue_id and call.from_queue_id != call.queue_id]
-    busy = org.claim({c.from_queue_id for c in moving}, {c.queue_id for c in moving}) if moving else {}
+    busy = org.claim({c.from_queue_id for c in moving}, {c.queue_id for c in moving},
+                     one_call=settings.single) if moving else {}
     for call in moving:
         why = f"{busy[call.from_queue_id]} queue {call.from_queue_id}, where this call waits: it would be moved back" \
             if call.from_queue_id in busy else f"{busy[call.queue_id]} queue {call.queue_name or call.queue_id}, " \
@@ -2818,7 +2849,7 @@ def list_named_calls(org: Org, settings: Settings, plan: Plan) -> list[Call]:
             call = calls[conversation_id] = call_in(conversation, None, plan)
             # That run sent a transfer of it (accepted, or its answer lost: "unknown") not seen applied: while the leg
             # it moved is there, it may still apply, so nothing is sent; once gone, the call moved (or was answered).
-            sent_earlier = entry.status in ("transferred", "unknown") and not plan.in_place
+            sent_earlier = sent_transfer(entry.status, entry.from_queue_id, entry.queue_id) and not plan.in_place
             if sent_earlier and not call.decided and call.from_queue_id != call.queue_id:  # not seen in its target
                 if earlier is not None and is_live(earlier):
                     what = "transfer" if entry.status == "transferred" else "transfer, whose answer was lost,"
@@ -2877,7 +2908,8 @@ def source_queue(org: Org, settings: Settings, plan: Plan) -> tuple[str, str | N
                          "choose another target")
     if not settings.read_only:
         org.lock(f"queue {source_id}")
-        busy = org.claim({source_id}, {plan.queue_id} if plan.queue_id else set(), following=bool(settings.follow))
+        busy = org.claim({source_id}, {plan.queue_id} if plan.queue_id else set(), following=bool(settings.follow),
+                         in_place=plan.in_place)
         if source_id in busy:
             raise Busy(f"{busy[source_id]} queue {source_name or source_id}: calls taken out of it would be moved "
                        "back; stop that run, or wait for it to finish")
@@ -3081,8 +3113,6 @@ class Follow:
 
     def __init__(self, org: Org, settings: Settings, plan: Plan, source: tuple[str, str | None], stop: Stop,
                  report: Report) -> None:
-        import queue
-
         self.org, self.settings, self.plan, self.stop, self.report = org, settings, plan, stop, report
         self.source = source
         self.ends = time.monotonic() + (settings.follow or 0.0)
@@ -3090,6 +3120,7 @@ class Follow:
         self.acted: list[Call] = []               # every call the run picked; a conversation it sent for is done
         self.last_look = False                    # the listing at the window's end is done
         self.held: dict[str, Call] = {}           # held back by the journal when last seen: looked at again later
+        self.returned: queue.SimpleQueue[Call] = queue.SimpleQueue()  # held right before their transfer (workers)
         self.first = 0                            # acted[first:] are the calls the window added
         self.hints: queue.SimpleQueue[tuple[str, Mapping[str, Any]]] = queue.SimpleQueue()  # (media, event body)
         self.topics = {f"v2.routing.queues.{source[0]}.conversations.{'calls' if medium == 'voice' else 'callbacks'}":
@@ -3110,11 +3141,26 @@ class Follow:
         self.next_listing = time.monotonic() + POLLING_EVERY
         self.thread.start()
 
+    def hold_again(self, call: Call) -> bool:
+        """A call held back right before its transfer (held): looked at again at the next listing, as one held when
+        it was picked. Called from the workers; True: it is the window's to report."""
+        self.returned.put(call)
+        return True
+
+    def take_back(self) -> None:
+        """The calls the workers handed back (hold_again) join those held: their legs may be picked again."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                call = self.returned.get_nowait()
+                self.taken.discard(call.participant_id)
+                self.held[call.conversation_id] = call
+
     def close(self) -> list[Call]:
         """End the window: the listener stops; the calls still held back get their lines (returned)."""
         self.closed.set()
         if self.thread.is_alive():
             self.thread.join(timeout=5.0)
+        self.take_back()
         if self.held and not self.stop.signalled:  # those no longer waiting went with the other run's transfer
             self.listing()
         for call in self.held.values():
@@ -3123,8 +3169,8 @@ class Follow:
 
     @property
     def calls(self) -> list[Call]:
-        """The calls the window added to those of the first listing."""
-        return self.acted[self.first:]
+        """The calls the window added to those of the first listing (but those handed back, held: close has them)."""
+        return [call for call in self.acted[self.first:] if not call.held_back]
 
     @property
     def over(self) -> bool:
@@ -3143,6 +3189,7 @@ class Follow:
         """
         if self.stop.is_set() or self.over and self.last_look:
             return None
+        self.take_back()
         now = time.monotonic()
         if self.over:
             self.last_look = True
@@ -3204,8 +3251,6 @@ class Follow:
 
     def arrivals(self, timeout: float) -> list[Call]:
         """The calls the events received within `timeout` s show waiting in the source queue."""
-        import queue
-
         try:
             hints = [self.hints.get(timeout=max(0.0, timeout))]
         except queue.Empty:
@@ -3338,8 +3383,6 @@ class Follow:
 
     def receive(self, ws: Any, channel: types.SimpleNamespace) -> None:
         """Hand each queue event to `hints`; return on socket_closing; raise SocketDead after two heartbeats' silence."""
-        import queue
-
         heard = time.monotonic()
         while not (self.closed.is_set() or self.over):
             if time.monotonic() >= channel.renew_at:
@@ -3419,6 +3462,8 @@ def act_on_call(org: Org, call: Call, report: Report, watch_live: bool) -> None:
     """
     plan = call.plan
     call.started = time.monotonic()
+    if held(call, org.journal()):  # before anything is written on it (transfer() looks again right before sending)
+        return
     try:
         if plan.attributes:  # first: the target queue's in-queue flow and the agent will see it
             write_attributes(org, call)
@@ -3565,10 +3610,14 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
     awaiting: dict[str, Call] = {}  # moved, not yet seen in the target queue
     lock = threading.Lock()
 
-    def halt_on(call: Call) -> None:
-        """Stop starting calls after an error every further one would hit."""
+    def halt_on(call: Call) -> bool:
+        """Stop starting calls after an error every further one would hit; False for a call held back right before
+        its transfer (held), which a --follow window looks at again (not reported now)."""
+        if call.held_back:
+            return follow is None or not follow.hold_again(call)
         if isinstance(call.error, HALTING):
             stop.halt(call.error)
+        return True
 
     def guarded(task: Callable[[Call], None], call: Call) -> None:
         try:
@@ -3582,8 +3631,8 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
 
     def watched(call: Call) -> None:
         act_on_call(org, call, report, watch_live=True)
-        halt_on(call)
-        report.call(call)
+        if halt_on(call):
+            report.call(call)
 
     def arrived(timeout: float) -> bool:
         """Add the calls that arrived (waiting up to `timeout` s for one) to todo; False once the window is over."""
@@ -3611,7 +3660,8 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
         if stop.is_set():
             return  # never sent: reported by the caller
         act_on_call(org, call, report, watch_live=False)
-        halt_on(call)
+        if not halt_on(call):
+            return
         if call.moved == "yes" and not call.final:
             with lock:
                 awaiting[call.conversation_id] = call
@@ -3776,7 +3826,7 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
             todo += follow.calls
             calls += follow.calls
         for call in todo:
-            if not call.sent and not call.reported:
+            if not call.sent and not call.reported and not call.held_back:
                 call.cut_short = stop.signalled
                 call.reason = f"not sent: {stop.reason}"
                 report.call(call)
@@ -4066,7 +4116,7 @@ def exit_decision(calls: list[Call] | None, stop: Stop, error: BaseException | N
             "before anything was changed; nothing was sent", False
     if error is not None:
         return ExitCode.PARTIAL if changed else ExitCode.UNEXPECTED, \
-            f"unexpected error: {type(error).__name__}: {error}", True
+            f"unexpected error: {type(error).__name__}: {error}", False
     code, message = exit_status(calls or [], stop)
     if following and code == ExitCode.NO_LIVE_CALL:  # calls gone before their turn, in a window run out
         code, message = ExitCode.OK, None

@@ -73,7 +73,8 @@ def moved_live_elsewhere(org: FakeOrg, conversation_id: str, queue_id: str) -> N
     ("opsuser:Pa55word-9q@api.example.com", ("opsuser", "Pa55word-9q"), "scheme"),
     ("https://api.example.com/?access_token=SECRET123", ("access_token=", "SECRET123"), "query"),
     ("https://api.example.com/SECRET123", ("SECRET123",), "path"),
-], ids=["mistyped-scheme", "no-scheme", "token-in-query", "token-in-path"])
+    ("https://admin:hunter2\uff20x@api.mypurecloud.com", ("admin", "hunter2"), "scheme"),  # urlsplit quotes it whole
+], ids=["mistyped-scheme", "no-scheme", "token-in-query", "token-in-path", "full-width-at"])
 def test_a_malformed_api_host_is_never_echoed(run_inprocess, api_host: str, secrets: tuple[str, ...],
                                               part: str) -> None:
     org = FakeOrg()
