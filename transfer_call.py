@@ -765,6 +765,55 @@ def read_lines(path: str, problems: list[str]) -> list[str] | None:
         return None
 
 
+# --- result lines: the writer (format_result, bare_line) and the reader (RESULT_LINE, parse_result_line) ---
+
+def format_result(result: Mapping[str, Any], as_json: bool) -> str:
+    """One stdout line for one call: plain text, or a JSON object with --json (RESULT_LINE reads both back)."""
+    if as_json:
+        return json.dumps(result, sort_keys=True)
+    status, reason = result["status"], result.get("reason")
+    in_place = result["queueId"] == result["fromQueueId"]
+    places = [f"in queue {result['queueId']}"] if in_place and result["queueId"] else [
+        *([f"from queue {result['fromQueueId']}"] * bool(result["fromQueueId"])),
+        *([f"to queue {result['queueId']}"] * bool(result["queueId"]))]
+    subject = " ".join([result["conversationId"], *([f"participant {result['participantId']}"] * bool(
+        result["participantId"])), *places])
+    if status == "dry-run":
+        what = "scheduled callback" if result.get("scheduled") else "callback" if result.get("mediaType") == \
+            "callback" else ""
+        waited = f"waiting {result['waitingSeconds']}s" if result.get("waitingSeconds") is not None and \
+            not result.get("scheduled") else ""
+        waited = f" ({', '.join(part for part in (what, waited) if part)})" if what or waited else ""
+        return f"dry-run {subject}{waited}: would send {'; then '.join(result['requests'])}"
+    notes = [] if in_place else [{"yes": "moved", "no": "not moved", "unknown": "may have moved"}[result["moved"]]]
+    if result["moved"] == "yes":
+        notes.append("verified" if result["verified"] else "verifying" if not result["final"] else "not verified")
+    if result.get("routing"):
+        notes.append(f"routing {result['routing']}")
+    if result.get("undo"):
+        notes.append("put back")
+    reasons = [text for text in (reason, result.get("routingReason")) if text]
+    return f"{status} {subject}" + (f" ({', '.join(notes)})" if notes else "") + (
+        f": {'; '.join(reasons)}" if reasons else "")
+
+
+def bare_line(call: Call, timestamp: str, as_json: bool, exc: Exception) -> str:
+    """The line of a call whose full line could not be made: its ids and whether it moved, as a rerun reads them."""
+    record = {"conversationId": call.conversation_id, "participantId": call.participant_id,
+              "fromQueueId": call.from_queue_id, "queueId": call.queue_id, "mediaType": call.media,
+              "status": {"yes": "transferred", "unknown": "unknown"}.get(call.moved or "", "failed"),
+              "moved": call.moved or "no", "verified": call.verified, "final": True, "timestamp": timestamp,
+              "reason": f"its full result line could not be made ({type(exc).__name__}; -v shows why)"}
+    if as_json:
+        return json.dumps(record, sort_keys=True)
+    ids = [f"participant {call.participant_id}" if call.participant_id else "",
+           f"from queue {call.from_queue_id}" if call.from_queue_id else "",
+           f"to queue {call.queue_id}" if call.queue_id else ""]
+    notes = {"yes": "moved", "no": "not moved", "unknown": "may have moved"}[record["moved"]] + \
+        (", verified" if call.verified else ", not verified" if call.moved == "yes" else "")
+    return " ".join([record["status"], call.conversation_id, *filter(None, ids)]) + f" ({notes}): {record['reason']}"
+
+
 # A text result line as format_result writes it: status, ids, then (notes) and ": reason", which the ids never hold.
 RESULT_LINE = re.compile(
     r"(?P<status>transferred|updated|skipped|failed|not-sent|unknown|dry-run) (?P<conversationId>\S+)"
@@ -1252,53 +1301,6 @@ class Call:
         if self.waiting_since and not self.scheduled:  # a scheduled callback has not waited yet
             optional["waitingSeconds"] = round((dt.datetime.now(dt.timezone.utc) - self.waiting_since).total_seconds())
         return {**record, **{key: value for key, value in optional.items() if value is not None}}
-
-
-def format_result(result: Mapping[str, Any], as_json: bool) -> str:
-    """One stdout line for one call: plain text, or a JSON object with --json (RESULT_LINE reads both back)."""
-    if as_json:
-        return json.dumps(result, sort_keys=True)
-    status, reason = result["status"], result.get("reason")
-    in_place = result["queueId"] == result["fromQueueId"]
-    places = [f"in queue {result['queueId']}"] if in_place and result["queueId"] else [
-        *([f"from queue {result['fromQueueId']}"] * bool(result["fromQueueId"])),
-        *([f"to queue {result['queueId']}"] * bool(result["queueId"]))]
-    subject = " ".join([result["conversationId"], *([f"participant {result['participantId']}"] * bool(
-        result["participantId"])), *places])
-    if status == "dry-run":
-        what = "scheduled callback" if result.get("scheduled") else "callback" if result.get("mediaType") == \
-            "callback" else ""
-        waited = f"waiting {result['waitingSeconds']}s" if result.get("waitingSeconds") is not None and \
-            not result.get("scheduled") else ""
-        waited = f" ({', '.join(part for part in (what, waited) if part)})" if what or waited else ""
-        return f"dry-run {subject}{waited}: would send {'; then '.join(result['requests'])}"
-    notes = [] if in_place else [{"yes": "moved", "no": "not moved", "unknown": "may have moved"}[result["moved"]]]
-    if result["moved"] == "yes":
-        notes.append("verified" if result["verified"] else "verifying" if not result["final"] else "not verified")
-    if result.get("routing"):
-        notes.append(f"routing {result['routing']}")
-    if result.get("undo"):
-        notes.append("put back")
-    reasons = [text for text in (reason, result.get("routingReason")) if text]
-    return f"{status} {subject}" + (f" ({', '.join(notes)})" if notes else "") + (
-        f": {'; '.join(reasons)}" if reasons else "")
-
-
-def bare_line(call: Call, timestamp: str, as_json: bool, exc: Exception) -> str:
-    """The line of a call whose full line could not be made: its ids and whether it moved, as a rerun reads them."""
-    record = {"conversationId": call.conversation_id, "participantId": call.participant_id,
-              "fromQueueId": call.from_queue_id, "queueId": call.queue_id, "mediaType": call.media,
-              "status": {"yes": "transferred", "unknown": "unknown"}.get(call.moved or "", "failed"),
-              "moved": call.moved or "no", "verified": call.verified, "final": True, "timestamp": timestamp,
-              "reason": f"its full result line could not be made ({type(exc).__name__}; -v shows why)"}
-    if as_json:
-        return json.dumps(record, sort_keys=True)
-    ids = [f"participant {call.participant_id}" if call.participant_id else "",
-           f"from queue {call.from_queue_id}" if call.from_queue_id else "",
-           f"to queue {call.queue_id}" if call.queue_id else ""]
-    notes = {"yes": "moved", "no": "not moved", "unknown": "may have moved"}[record["moved"]] + \
-        (", verified" if call.verified else ", not verified" if call.moved == "yes" else "")
-    return " ".join([record["status"], call.conversation_id, *filter(None, ids)]) + f" ({notes}): {record['reason']}"
 
 
 # --- the run's state: when to stop, and what to report ---------------------------------------
