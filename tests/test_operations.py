@@ -114,7 +114,10 @@ def test_a_signal_during_start_up_sends_nothing(served, delay: float, signum: in
     out, err = process.communicate(timeout=120)
 
     assert org.sent("POST", "/replace/queue") == [] and org.transfers == []
-    assert process.returncode in (128 + signum, -signum), err  # -signum: before Python ran the script at all
+    # -signum: before Python ran the script at all; 1 with Python's bare "KeyboardInterrupt": a SIGINT while Python
+    # still compiled the script (50-100 ms, more on a busy machine), before any line of it could handle it
+    compiling = signum == signal.SIGINT and process.returncode == 1 and err.strip() == "KeyboardInterrupt"
+    assert process.returncode in (128 + signum, -signum) or compiling, err
     if delay >= 1.0:  # by then the script's own handler is in place
         assert process.returncode == 128 + signum, err
         assert "nothing was sent" in err and "Traceback" not in err and "Exception ignored" not in err
