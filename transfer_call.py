@@ -72,6 +72,7 @@ import datetime as dt
 import enum
 import functools
 import importlib.util
+import io
 import json
 import logging
 import math
@@ -287,7 +288,7 @@ class ExitCode(enum.IntEnum):
     TERMINATED = 143, "stopped by SIGTERM (kill, a timeout) before anything was changed", "yes"
 
 
-EXIT_CODE_HELP = "exit codes (retry?): 0 and 8 say something was changed; every other code says nothing was\n" + \
+EXIT_CODE_HELP = "exit codes (retry?): every code but 0 and 8 says nothing was changed\n" + \
     "\n".join(textwrap.fill(f"{code.meaning}" + (f" ({code.retry})" if code.retry else ""), 100,
                            initial_indent=f"  {int(code):<5}", subsequent_indent=" " * 7) for code in ExitCode)
 
@@ -463,11 +464,19 @@ def read_env_file(path: str | None) -> dict[str, str]:
         return {}
     try:
         with open(path, encoding="utf-8") as handle:
-            handle.read(0)
-    except OSError as exc:
-        raise UsageError(f"cannot read env file {path}: {exc.strerror}; fix the path or its permissions") from None
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read env file {path}: {getattr(exc, 'strerror', None) or 'not UTF-8 text'}; fix "
+                         "the path or its permissions") from None
     dotenv = import_dependency("dotenv")
-    return {key: value for key, value in dotenv.dotenv_values(path).items() if value is not None}
+    from dotenv.parser import parse_stream
+
+    bad = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
+    if bad:  # named by number, never quoted: the file holds the secret
+        lines = ", ".join(map(str, bad))
+        raise UsageError(f"env file {path}: line{'s' if len(bad) > 1 else ''} {lines} cannot be read as KEY=VALUE "
+                         "(an unclosed quote?); fix it")
+    return {key: value for key, value in dotenv.dotenv_values(stream=io.StringIO(text)).items() if value is not None}
 
 
 def import_dependency(name: str) -> Any:
@@ -1413,7 +1422,8 @@ class Report:
                 # (sys.stdout is None) or stream (ValueError): the calls go on whatever happens to stdout.
                 except (OSError, ValueError, AttributeError) as exc:
                     self.broken.add(name)
-                    why = exc.strerror if isinstance(exc, OSError) else type(exc).__name__
+                    why = exc.strerror if isinstance(exc, OSError) else "it is closed" if stream is None else \
+                        type(exc).__name__
                     if name == "stdout":
                         log.warning("cannot write results to stdout (%s); no more result lines are written there, "
                                     "the run goes on", why)
@@ -2261,7 +2271,11 @@ class Org:
     def _state_folder() -> str:
         """The user's state folder, ~/.cache/transfer_call (0700, the user's own, not a symlink)."""
         folder = os.path.join(os.path.expanduser("~"), ".cache", "transfer_call")
-        os.makedirs(folder, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+        except OSError as exc:  # a dangling ~/.cache link, a read-only HOME
+            raise StateError(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and "
+                             "that folder's permissions") from None
         owner = getattr(os, "getuid", None)  # none on Windows
         if os.path.islink(folder) or owner is not None and os.lstat(folder).st_uid != owner():
             raise StateError(f"{folder} is not a folder of this user's; remove it")
@@ -3782,7 +3796,7 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     source = source_queue(org, settings, plan) if settings.from_queue else None
     calls = select_calls(org, settings, plan, source)
     follow = Follow(org, settings, plan, source, stop, report) if settings.follow and source else None
-    report.total, report.started, report.following = len(calls), time.monotonic(), follow is not None
+    report.total, report.following = len(calls), follow is not None
     if settings.list_calls:
         return list_calls(org, calls, settings, report)
     for call in calls:
@@ -3813,7 +3827,7 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
         log.info("%s conversation %s participant %s (%s)%s", "transferring" if call.move else "changing",
                  call.conversation_id, call.participant_id, call.purpose,
                  f" to queue {call.queue_name or call.queue_id}" if call.move else "")
-    report.requests_before = org.requests_sent
+    report.requests_before, report.started = org.requests_sent, time.monotonic()  # the rate leaves out the prompt
     try:
         stop.preparing = False  # from here a signal lets the requests in flight finish
         if follow is not None:
@@ -3939,7 +3953,13 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, whose errors end the run as every usage error does (exit 2, one line, the --json summary record)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see --help)")
+        import difflib
+
+        flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+        unknown = re.findall(r"(?<![\w-])--[\w-]+", message.partition("unrecognized arguments:")[2])
+        close = {flag: difflib.get_close_matches(flag.split("=")[0], flags, n=3, cutoff=0.7) for flag in unknown}
+        hints = "".join(f"did you mean {' or '.join(found)} (not {flag})? " for flag, found in close.items() if found)
+        raise UsageError(f"{hints}{message} (see --help)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
