@@ -279,7 +279,8 @@ class ExitCode(enum.IntEnum):
     REFUSED = 5, "refused by Genesys Cloud", "no; read the message"
     UNAVAILABLE = 6, ("Genesys Cloud unreachable or unavailable, rate limited past the budget, or an earlier "
                       "transfer of the call still pending"), "yes, later"
-    BUSY = 7, "another run on this machine is acting on these calls", "yes, once it has finished"
+    BUSY = 7, "another run on this machine (of this user: the same HOME) is acting on these calls", \
+        "yes, once it has finished"
     PARTIAL = 8, ("partly done: something was changed (or may have been) but not all of it was done or confirmed; "
                   "read the result lines"), "yes: a rerun acts only on what is left"
     # 128 + the signal's number, as shells report a process a signal ended
