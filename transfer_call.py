@@ -472,7 +472,10 @@ def read_env_file(path: str | None) -> dict[str, str]:
     dotenv = import_dependency("dotenv")
     from dotenv.parser import parse_stream
 
-    bad = [binding.original.line for binding in parse_stream(io.StringIO(text)) if binding.error]
+    # A quote left open runs on to the next one (python-dotenv reads quoted values across lines): refused too, or
+    # the lines it swallowed (the secret's among them) would reach a message about the value.
+    bad = [binding.original.line for binding in parse_stream(io.StringIO(text))
+           if binding.error or "\n" in (binding.value or "")]
     if bad:  # named by number, never quoted: the file holds the secret
         lines = ", ".join(map(str, bad))
         raise UsageError(f"env file {path}: line{'s' if len(bad) > 1 else ''} {lines} cannot be read as KEY=VALUE "
@@ -709,7 +712,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     timeout = seconds("--timeout", args.timeout, "GENESYS_TIMEOUT", DEFAULT_TIMEOUT, 0.1)
     wait = seconds("--wait", args.wait, None, DEFAULT_WAIT, 0)
     if wait == 0 and (where or "undo" in which) and changes_routing:
-        problems.append(f"--wait 0 cannot go with {' or '.join(field.flag for field in ROUTING)} on a move: the "
+        flags = [field.flag for field in ROUTING]
+        problems.append(f"--wait 0 cannot go with {', '.join(flags[:-1])} or {flags[-1]} on a move: the "
                         "routing change "
                         "needs the call seen waiting in the target queue first")
     if args.limit is not None and args.limit < 1:
@@ -2033,7 +2037,8 @@ class Org:
         self.wait = settings.wait
         self._locks: list[Any] = []
         self._journal_days: set[dt.date] = set()
-        self._journal_read: dict[dt.date, tuple[int, int, dict[str, tuple[Any, ...]]]] = {}  # inode, offset, entries
+        # day -> (inode, bytes read, the last of them, the last entry of each leg): the journal is read on from there
+        self._journal_read: dict[dt.date, tuple[int, int, bytes, dict[str, tuple[Any, ...]]]] = {}
         self._journal_lock = threading.Lock()
 
     def send(self, operation: str, *, path: Mapping[str, str] | None = None,
@@ -2149,19 +2154,19 @@ class Org:
             time.sleep(0.02)
         return []
 
-    def claim(self, takes: set[str], pours: set[str], *, following: bool = False, one_call: bool = False,
-              in_place: bool = False) -> dict[str, str]:
+    def claim(self, takes: set[str], pours: set[str], *, following: bool = False,
+              one_call: bool = False) -> dict[str, str]:
         """Hold this run's shared locks on the queues it takes calls from and pours calls into, then name the queues
         where another run on this machine works the other way: queue id -> "<that run> is moving calls into" (or
         "is taking calls out of"). Calls moved there would be moved back, or moved on, by the other run.
 
         The locks are taken before either side looks, so of two runs started together at least one sees the other.
         A queue this run both takes from and pours into (an undo of moves both ways) is not looked at. A run on
-        `one_call` does not mind another one-call run (neither picks up more calls); a run changing calls
-        `in_place` takes none out, so it holds no "taken from" lock, and only looks.
+        `one_call` does not mind another one-call run (neither picks up more calls). A run that changes calls in
+        place takes none out and pours none in: it claims nothing.
         """
         what = "one call" if one_call else "calls"
-        for queue_id in sorted(set() if in_place else takes):
+        for queue_id in sorted(takes):
             self.lock(f"calls taken from queue {queue_id}", shared=f"taking {what} from it")
         for queue_id in sorted(pours):
             self.lock(f"calls poured into queue {queue_id}",
@@ -2245,11 +2250,14 @@ class Org:
             try:
                 with self._state_file(f"transfers {day}", "r", ".transfers") as journal:
                     size, inode = os.fstat(journal.fileno()).st_size, os.fstat(journal.fileno()).st_ino
-                    known, offset, entries = self._journal_read.get(day, (None, 0, {}))
-                    if known != inode or offset > size:  # a new file: read it whole
-                        offset, entries = 0, {}
+                    known, offset, tail, entries = self._journal_read.get(day, (None, 0, b"", {}))
+                    # The same file grown, or another (removed and made again: an inode is soon reused)?
+                    if known != inode or offset > size or os.pread(journal.fileno(), len(tail),
+                                                                   offset - len(tail)) != tail:
+                        offset, tail, entries = 0, b"", {}
                     data = os.pread(journal.fileno(), size - offset, offset)
             except (OSError, UsageError):
+                self._journal_read.pop(day, None)
                 return {}
             complete = data[:data.rfind(b"\n") + 1]  # a line being written is read next time
             entries = dict(entries)
@@ -2258,7 +2266,7 @@ class Org:
                 with contextlib.suppress(ValueError):
                     if len(fields) in (5, 7):  # the last line of a leg counts
                         entries[" ".join(fields[:3])] = (float(fields[3]), fields[4], *fields[5:])
-            self._journal_read[day] = (inode, offset + len(complete), entries)
+            self._journal_read[day] = (inode, offset + len(complete), (tail + complete)[-64:], entries)
             return entries
 
     def _forget_old_journals(self) -> None:
@@ -2720,7 +2728,8 @@ def make_plan(org: Org, settings: Settings) -> Plan:
 
 def hold_back(call: Call, why: str, then: str = ", or run again in a moment") -> None:
     """Send nothing for a call an earlier transfer of which may not be applied yet: a second could move it twice."""
-    call.fail(f"{why}; nothing was sent: look at the call{then}",
+    sent = "no transfer was sent (its participant data was written)" if call.data_written else "nothing was sent"
+    call.fail(f"{why}; {sent}: look at the call{then}",
               Unavailable(f"conversation {call.conversation_id}: a transfer is pending"))
     call.held_back = True
 
@@ -2925,8 +2934,7 @@ def source_queue(org: Org, settings: Settings, plan: Plan) -> tuple[str, str | N
                          "choose another target")
     if not settings.read_only:
         org.lock(f"queue {source_id}")
-        busy = org.claim({source_id}, {plan.queue_id} if plan.queue_id else set(), following=bool(settings.follow),
-                         in_place=plan.in_place)
+        busy = {} if plan.in_place else org.claim({source_id}, {plan.queue_id}, following=bool(settings.follow))
         if source_id in busy:
             raise Busy(f"{busy[source_id]} queue {source_name or source_id}: calls taken out of it would be moved "
                        "back; stop that run, or wait for it to finish")
@@ -3187,7 +3195,7 @@ class Follow:
     @property
     def calls(self) -> list[Call]:
         """The calls the window added to those of the first listing (but those handed back, held: close has them)."""
-        return [call for call in self.acted[self.first:] if not call.held_back]
+        return [call for call in self.acted[self.first:] if call.reported or not call.held_back]
 
     @property
     def over(self) -> bool:
@@ -3630,8 +3638,8 @@ def send_calls(org: Org, calls: list[Call], settings: Settings, stop: Stop, repo
     def halt_on(call: Call) -> bool:
         """Stop starting calls after an error every further one would hit; False for a call held back right before
         its transfer (held), which a --follow window looks at again (not reported now)."""
-        if call.held_back:
-            return follow is None or not follow.hold_again(call)
+        if call.held_back:  # a changed one (its participant data written) is reported now, not looked at again
+            return follow is None or call.changed or not follow.hold_again(call)
         if isinstance(call.error, HALTING):
             stop.halt(call.error)
         return True
@@ -3839,7 +3847,7 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     finally:
         if follow is not None:
             held = follow.close()
-            calls[:] = [call for call in calls if not call.held_back] + held
+            calls[:] = [call for call in calls if call.reported or not call.held_back] + held
             todo += follow.calls
             calls += follow.calls
         for call in todo:
@@ -3957,8 +3965,9 @@ class ArgumentParser(argparse.ArgumentParser):
         import difflib
 
         flags = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
-        unknown = re.findall(r"(?<![\w-])--[\w-]+", message.partition("unrecognized arguments:")[2])
-        close = {flag: difflib.get_close_matches(flag.split("=")[0], flags, n=3, cutoff=0.7) for flag in unknown}
+        unknown = [word for word in re.findall(r"(?<![\w-])--[\w-]+", message.partition("unrecognized arguments:")[2])
+                   if word not in flags]  # a known flag after "--" is no typo
+        close = {flag: difflib.get_close_matches(flag, flags, n=3, cutoff=0.75) for flag in unknown}
         hints = "".join(f"did you mean {' or '.join(found)} (not {flag})? " for flag, found in close.items() if found)
         raise UsageError(f"{hints}{message} (see --help)")
 

@@ -47,3 +47,18 @@ def test_a_mistyped_flag_gets_the_flags_it_may_mean(run_inprocess) -> None:
     assert result.code == 2
     assert "did you mean --queue-name or --queue-id (not --queue-nme)?" in result.err
     assert scenario.org.requests == []
+
+
+def test_a_quote_left_open_in_the_env_file_never_brings_the_secret_into_a_message(run_inprocess, tmp_path) -> None:
+    """python-dotenv reads a quoted value on to the next quote: the lines it swallows are refused by number."""
+    scenario = build_scenario()
+    org = scenario.org
+    env_file = tmp_path / "leak.env"
+    env_file.write_text(f'GENESYS_TIMEOUT="30\nGENESYS_CLIENT_SECRET={org.client_secret}\nTARGET_QUEUE_NAME=Support"\n')
+
+    result = run_inprocess(org, "--env-file", str(env_file), "--conversation-id", scenario.waiting_call,
+                           "--queue-id", scenario.billing, "--json", env={"GENESYS_CLIENT_SECRET": ""})
+
+    assert result.code == 2, result.err
+    assert "line 1 cannot be read as KEY=VALUE" in result.err
+    assert org.client_secret not in result.err + result.out and org.requests == []
