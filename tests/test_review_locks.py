@@ -7,22 +7,41 @@ from test_findings_runs import three_queue_org, transfers_of
 from test_operations import start, wait_until
 
 
+def while_its_transfer_is_held(served, org, call: str, first: list[str], second: list[str]):
+    """Run `second` while the run of `first` has its transfer of `call` in flight (held by the org); (that second
+    run, the first run's stderr)."""
+    hold = org.hold_requests("POST", f"/conversations/{call}/participants/[^/]+/replace/queue", timeout=30)
+    base_url = served(org)
+    process = start(base_url, org, *first)
+    try:
+        wait_until(lambda: hold.arrived.is_set() or process.poll() is not None, 30)
+        assert process.poll() is None, process.communicate()
+        result = run_script(base_url, org, *second, timeout=30)
+    finally:
+        hold.release()
+        _, first_err = process.communicate(timeout=60)
+    return result, first_err
+
+
 def test_two_opposite_single_call_moves_both_run(served) -> None:
     org, support, billing, _ = three_queue_org()
     x, y = org.add_waiting_call(support, caller="+15550901"), org.add_waiting_call(billing, caller="+15550902")
-    hold = org.hold_requests("POST", f"/conversations/{x}/participants/[^/]+/replace/queue", timeout=30)
-    base_url = served(org)
-    first = start(base_url, org, "--conversation-id", x, "--queue-id", billing, "--wait", "2")
-    try:
-        wait_until(lambda: hold.arrived.is_set() or first.poll() is not None, 30)
-        assert first.poll() is None, first.communicate()
-        second = run_script(base_url, org, "--conversation-id", y, "--queue-id", support, "--wait", "2", timeout=30)
-    finally:
-        hold.release()
-        _, first_err = first.communicate(timeout=60)
-    print(second.err)
+    second, first_err = while_its_transfer_is_held(served, org, x, ["--conversation-id", x, "--queue-id", billing,
+                                                                    "--wait", "2"],
+                                                   ["--conversation-id", y, "--queue-id", support, "--wait", "2"])
     assert transfers_of(org, x) == [billing], first_err
     assert second.code == 0 and transfers_of(org, y) == [support], (second.code, second.err)
+
+
+def test_an_in_place_run_started_while_a_move_into_its_queue_runs_is_not_refused(served) -> None:
+    """A second review: a run that changes calls in place claims no queue, whichever run starts first."""
+    org, support, billing, _ = three_queue_org()
+    x = org.add_waiting_call(billing, caller="+15550921")
+    org.add_waiting_call(support, caller="+15550922")
+    in_place, _ = while_its_transfer_is_held(served, org, x, ["--conversation-id", x, "--queue-id", support, "--wait",
+                                                              "2"], ["--from-queue", "Support", "--priority", "50",
+                                                                     "--yes"])
+    assert in_place.code == 0, (in_place.code, in_place.err)
 
 
 def test_a_move_into_a_queue_whose_calls_are_changed_in_place_is_not_refused(served) -> None:
