@@ -45,7 +45,7 @@ import sys
 
 if __name__ == "__main__":  # first, before any other import: a signal while starting ends the run cleanly
     import _signal  # built in, where `signal` imports enum first
-    import time
+    import time as started  # built in too
 
     STARTING = {getattr(_signal, name): name for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(_signal, name)}
 
@@ -56,8 +56,8 @@ if __name__ == "__main__":  # first, before any other import: a signal while sta
             counts = ", ".join(f'"{n}": 0' for n in ("failed", "moved", "notSent", "skipped", "unknown", "updated",
                                                       "verified"))
             os.write(1, (f'{{"changed": false, "counts": {{{counts}}}, "exitCode": {128 + signum}, "reason": "{reason}", '
-                         f'"requests": 0, "summary": true, "timestamp": "{time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())}'
-                         f'.{int(time.time() * 1000) % 1000:03d}Z"}}\n').encode())
+                         f'"requests": 0, "summary": true, "timestamp": "{started.strftime("%Y-%m-%dT%H:%M:%S", started.gmtime())}'
+                         f'.{int(started.time() * 1000) % 1000:03d}Z"}}\n').encode())
         os._exit(128 + signum)
 
     for number in STARTING:

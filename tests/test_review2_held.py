@@ -1,8 +1,7 @@
 """A second review's repros: a call held back right before its transfer after its participant data was written
 is reported at once (a --follow window does not take it back), and the exit code counts it as changed."""
 
-import json, time
-import transfer_call
+import json
 from test_bulk import evacuation_org
 from test_review_held import note_sent_by_another_run
 
