@@ -183,7 +183,6 @@ EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 CHANNEL_ID = re.compile(r"(/notifications/channels/)[^/]+")  # a channel's id opens its socket: never logged
 
 
-
 @dataclasses.dataclass(frozen=True)
 class RoutingField:
     """A value a command can set on a waiting call: a key of RoutingConversationAttributesRequest, and its flags."""
@@ -354,6 +353,11 @@ class MaybeApplied(Unavailable):
 
 class StateError(UsageError):
     """Raised when this machine's state folder (locks, the journal of transfers) cannot be used."""
+
+    @classmethod
+    def of(cls, exc: OSError) -> StateError:
+        return cls(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and that "
+                   "folder's permissions")
 
 
 class Busy(TransferCallError):
@@ -713,9 +717,8 @@ def resolve_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Se
     wait = seconds("--wait", args.wait, None, DEFAULT_WAIT, 0)
     if wait == 0 and (where or "undo" in which) and changes_routing:
         flags = [field.flag for field in ROUTING]
-        problems.append(f"--wait 0 cannot go with {', '.join(flags[:-1])} or {flags[-1]} on a move: the "
-                        "routing change "
-                        "needs the call seen waiting in the target queue first")
+        problems.append(f"--wait 0 cannot go with {', '.join(flags[:-1])} or {flags[-1]} on a move: the routing "
+                        "change needs the call seen waiting in the target queue first")
     if args.limit is not None and args.limit < 1:
         problems.append("--limit must be at least 1")
     if not 1 <= args.concurrency <= 16:
@@ -1246,6 +1249,11 @@ class Call:
 
     def fail(self, reason: str, error: TransferCallError | None = None) -> None:
         self.reason, self.error = reason, error
+
+    @property
+    def handed_back(self) -> bool:
+        """Held back right before its transfer and handed to a --follow window to look at again (unreported)."""
+        return self.held_back and not self.reported
 
     @property
     def decided(self) -> bool:
@@ -2236,9 +2244,9 @@ class Org:
         today, last = dt.datetime.now(dt.timezone.utc).date(), {}
         for day in (today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)):  # the wall clock may step
             last.update(self._journal_of(day))
-        held = {}
+        held, since_boot, now, this_boot = {}, boot_clock(), time.time(), boot_id()
         for key, (moment, state, *boot) in last.items():
-            age = boot_clock() - float(boot[1]) if boot and boot[0] == boot_id() != "-" else time.time() - moment
+            age = since_boot - float(boot[1]) if boot and boot[0] == this_boot != "-" else now - moment
             if state == "sent" and age < JOURNAL_WINDOW:
                 held[key] = moment
         return held
@@ -2249,7 +2257,8 @@ class Org:
         with self._journal_lock:
             try:
                 with self._state_file(f"transfers {day}", "r", ".transfers") as journal:
-                    size, inode = os.fstat(journal.fileno()).st_size, os.fstat(journal.fileno()).st_ino
+                    stat = os.fstat(journal.fileno())
+                    size, inode = stat.st_size, stat.st_ino
                     known, offset, tail, entries = self._journal_read.get(day, (None, 0, b"", {}))
                     # The same file grown, or another (removed and made again: an inode is soon reused)?
                     if known != inode or offset > size or os.pread(journal.fileno(), len(tail),
@@ -2283,8 +2292,7 @@ class Org:
         try:
             os.makedirs(folder, mode=0o700, exist_ok=True)
         except OSError as exc:  # a dangling ~/.cache link, a read-only HOME
-            raise StateError(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and "
-                             "that folder's permissions") from None
+            raise StateError.of(exc) from None
         owner = getattr(os, "getuid", None)  # none on Windows
         if os.path.islink(folder) or owner is not None and os.lstat(folder).st_uid != owner():
             raise StateError(f"{folder} is not a folder of this user's; remove it")
@@ -2304,8 +2312,7 @@ class Org:
         except FileNotFoundError:
             raise
         except OSError as exc:
-            raise StateError(f"cannot use the state folder ~/.cache/transfer_call ({exc.strerror}); check HOME and "
-                             "that folder's permissions") from None
+            raise StateError.of(exc) from None
 
 
 @functools.cache
@@ -3073,7 +3080,8 @@ def list_calls(org: Org, calls: list[Call], settings: Settings, report: Report) 
         if call.decided:
             record["reason"] = call.reason or str(call.error)
         elif call.move and not any(p.id == call.participant_id and is_live(p) for p in conversation.participants or []):
-            record["reason"] = f"the leg it was found on ({call.participant_id}) has ended; the call is {where_is(conversation)}"
+            record["reason"] = (f"the leg it was found on ({call.participant_id}) has ended; the call is "
+                                f"{where_is(conversation)}")
         report.line(format_listed(record, settings.output_json), "listing")
         call.skipped, call.error, call.dry_run = False, None, True  # done: it was shown
         shown.append(call)
@@ -3195,7 +3203,7 @@ class Follow:
     @property
     def calls(self) -> list[Call]:
         """The calls the window added to those of the first listing (but those handed back, held: close has them)."""
-        return [call for call in self.acted[self.first:] if call.reported or not call.held_back]
+        return [call for call in self.acted[self.first:] if not call.handed_back]
 
     @property
     def over(self) -> bool:
@@ -3847,11 +3855,11 @@ def run(org: Org, settings: Settings, report: Report, stop: Stop) -> list[Call]:
     finally:
         if follow is not None:
             held = follow.close()
-            calls[:] = [call for call in calls if call.reported or not call.held_back] + held
+            calls[:] = [call for call in calls if not call.handed_back] + held
             todo += follow.calls
             calls += follow.calls
         for call in todo:
-            if not call.sent and not call.reported and not call.held_back:
+            if not call.sent and not call.reported and not call.handed_back:
                 call.cut_short = stop.signalled
                 call.reason = f"not sent: {stop.reason}"
                 report.call(call)
